@@ -1,0 +1,242 @@
+//! Forwarding: running `sccache <compiler> <args…>` and judging what happened.
+//!
+//! sccache's stdout and stderr go to unlinked temporary files, not pipes: an sccache server that
+//! inherits them (with `SCCACHE_NO_DAEMON=1`, say) would otherwise keep a pipe open and hang the
+//! read. Buffering costs no latency, because sccache itself buffers a cached compile's output and
+//! replays it after the compile. The buffer is what lets the shim keep sccache's own errors away
+//! from cargo and fall back without showing anything twice.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::DEPTH_VAR;
+
+/// What sccache left behind.
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+/// The meaning of a finished sccache call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The compiler ran (from cache or not) and this is its exit code: replay the output, keep
+    /// the code. A compile error lands here and is shown exactly once.
+    Compiled(i32),
+    /// The compiler was killed by this signal; sccache says so on stdout.
+    CompilerKilled(i32),
+    /// sccache failed on its own before the compiler's result reached us: fall back.
+    SccacheFailed(&'static str),
+}
+
+/// Runs sccache for one compiler call, waiting at most `deadline` (then the child is killed and
+/// `Err` is returned, like any other failure to run it).
+pub fn run_sccache(
+    sccache: &Path,
+    compiler: &OsStr,
+    args: &[OsString],
+    depth: u32,
+    deadline: Option<Duration>,
+) -> Result<Captured> {
+    let mut out = tempfile::tempfile().context("cannot create a temporary file")?;
+    let mut err = tempfile::tempfile().context("cannot create a temporary file")?;
+    let started = Instant::now();
+    let mut child = Command::new(sccache)
+        .arg(compiler)
+        .args(args)
+        .env(DEPTH_VAR, (depth + 1).to_string())
+        // A lost connection to the server then makes sccache compile locally instead of failing.
+        .env("SCCACHE_IGNORE_SERVER_IO_ERROR", "1")
+        .stdin(Stdio::inherit())
+        .stdout(out.try_clone()?)
+        .stderr(err.try_clone()?)
+        .spawn()
+        .with_context(|| format!("cannot run {}", sccache.display()))?;
+    let status = match deadline {
+        None => child.wait()?,
+        Some(limit) => wait_until(&mut child, started + limit)?.with_context(|| {
+            format!(
+                "{} did not finish within {} s and was killed",
+                sccache.display(),
+                limit.as_secs_f32()
+            )
+        })?,
+    };
+    let elapsed = started.elapsed();
+    Ok(Captured {
+        status,
+        stdout: read_back(&mut out)?,
+        stderr: read_back(&mut err)?,
+        elapsed,
+    })
+}
+
+/// Waits for `child` until `deadline`. On time-out the child is killed and reaped, and `None` is
+/// returned.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+pub fn read_back(file: &mut File) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Judges a finished sccache call. sccache 0.16 reports its own failures as lines starting
+/// `sccache: ` (`sccache: error: …`, `sccache: caused by: …`) with exit code 2, and failures of its
+/// server-side pipeline as `sccache: encountered fatal error` with exit code 254. A compiler's
+/// output is never made only of such lines, so requiring every line to be sccache's keeps a real
+/// compile error (exit 1, or 101 for an ICE) from ever being mistaken for an sccache failure.
+pub fn judge(c: &Captured) -> Verdict {
+    let Some(code) = c.status.code() else {
+        // The sccache client itself died by a signal: nothing of the compile reached us.
+        return Verdict::SccacheFailed("sccache-crashed");
+    };
+    if let Some(sig) = killed_by_signal(&c.stdout) {
+        return Verdict::CompilerKilled(sig);
+    }
+    let only_sccache_lines = all_lines_are_sccache(&c.stderr) && all_lines_are_sccache(&c.stdout);
+    match code {
+        2 if only_sccache_lines && has_line(&c.stderr, b"sccache: error:") => {
+            Verdict::SccacheFailed("sccache-error")
+        }
+        254 if only_sccache_lines && has_line(&c.stderr, b"sccache: encountered fatal error") => {
+            Verdict::SccacheFailed("sccache-fatal")
+        }
+        1 if only_sccache_lines && has_line(&c.stdout, b"sccache: incremental compilation") => {
+            Verdict::SccacheFailed("sccache-refused")
+        }
+        code => Verdict::Compiled(code),
+    }
+}
+
+/// sccache prints `sccache: Compiler killed by signal N` (exit 254) or `sccache: Compile
+/// terminated by signal N` (exit 2) on stdout when the compiler died by a signal.
+fn killed_by_signal(stdout: &[u8]) -> Option<i32> {
+    stdout.split(|&b| b == b'\n').find_map(|line| {
+        let rest = line
+            .strip_prefix(b"sccache: Compiler killed by signal ")
+            .or_else(|| line.strip_prefix(b"sccache: Compile terminated by signal "))?;
+        std::str::from_utf8(rest).ok()?.trim().parse().ok()
+    })
+}
+
+/// Removes sccache's signal report from stdout, so cargo sees only what the compiler wrote.
+pub fn without_signal_line(stdout: &[u8]) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(stdout.len());
+    for line in stdout.split_inclusive(|&b| b == b'\n') {
+        if killed_by_signal(line).is_none() {
+            kept.extend_from_slice(line);
+        }
+    }
+    kept
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+fn all_lines_are_sccache(bytes: &[u8]) -> bool {
+    lines(bytes).all(|l| l.starts_with(b"sccache: ") || l.starts_with(b"Run with SCCACHE_LOG"))
+}
+
+fn has_line(bytes: &[u8], prefix: &[u8]) -> bool {
+    lines(bytes).any(|l| l.starts_with(prefix))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn captured(code: i32, stdout: &str, stderr: &str) -> Captured {
+        Captured {
+            status: ExitStatus::from_raw(code << 8),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn sccache_errors_fall_back() {
+        let timeout = "sccache: error: Timed out waiting for server startup. Maybe the remote \
+                       service is unreachable?\nRun with SCCACHE_LOG=debug SCCACHE_NO_DAEMON=1 to \
+                       get more information\n";
+        assert_eq!(
+            judge(&captured(2, "", timeout)),
+            Verdict::SccacheFailed("sccache-error")
+        );
+        let startup = "sccache: error: Server startup failed: cache storage failed to read: \
+                       Unexpected (temporary) at read\nsccache: caused by: boom\n";
+        assert_eq!(
+            judge(&captured(2, "", startup)),
+            Verdict::SccacheFailed("sccache-error")
+        );
+        let fatal = "sccache: encountered fatal error\nsccache: error: x\nsccache: caused by: y\n";
+        assert_eq!(
+            judge(&captured(254, "", fatal)),
+            Verdict::SccacheFailed("sccache-fatal")
+        );
+        let refused = "sccache: incremental compilation is prohibited: Unset CARGO_INCREMENTAL \
+                       to continue.\n";
+        assert_eq!(
+            judge(&captured(1, refused, "")),
+            Verdict::SccacheFailed("sccache-refused")
+        );
+        let crashed = Captured {
+            status: ExitStatus::from_raw(libc::SIGSEGV),
+            ..captured(0, "", "")
+        };
+        assert_eq!(judge(&crashed), Verdict::SccacheFailed("sccache-crashed"));
+    }
+
+    #[test]
+    fn compiler_results_are_kept() {
+        let err = "error[E0308]: mismatched types\n --> src/lib.rs:1:14\n";
+        assert_eq!(judge(&captured(1, "", err)), Verdict::Compiled(1));
+        assert_eq!(judge(&captured(0, "", "")), Verdict::Compiled(0));
+        // A compile error that mentions sccache's words is still the compiler's.
+        let mixed = "error: oops\nsccache: error: not really\n";
+        assert_eq!(judge(&captured(2, "", mixed)), Verdict::Compiled(2));
+        assert_eq!(
+            judge(&captured(101, "", "thread panicked")),
+            Verdict::Compiled(101)
+        );
+    }
+
+    #[test]
+    fn compiler_signals() {
+        let out = "sccache: Compiler killed by signal 9\n";
+        assert_eq!(judge(&captured(254, out, "")), Verdict::CompilerKilled(9));
+        let out = "partial\nsccache: Compile terminated by signal 11\n";
+        assert_eq!(judge(&captured(2, out, "")), Verdict::CompilerKilled(11));
+        assert_eq!(without_signal_line(out.as_bytes()), b"partial\n");
+    }
+}

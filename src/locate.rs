@@ -1,0 +1,159 @@
+//! Finding sccache: `SCCACHE_PATH`, then `sccache` on `PATH`, then `$CARGO_HOME/bin`.
+//!
+//! A candidate that is this very program (a symlink, a hard link, or a copy named `sccache`) is
+//! skipped, so the shim can never call itself through "sccache". The recursion counter in
+//! `config::DEPTH_VAR` is the second guard, for the cases no file check can see.
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+pub enum Lookup {
+    Found {
+        path: PathBuf,
+        /// Where it was found: `SCCACHE_PATH`, `PATH` or `CARGO_HOME`.
+        origin: &'static str,
+    },
+    NotFound {
+        /// Every place looked, for `status` and the log.
+        looked: Vec<String>,
+    },
+}
+
+pub fn find_sccache(config: &Config) -> Lookup {
+    let mut looked = Vec::new();
+    let mut me = SelfId::default();
+
+    if let Some(explicit) = &config.sccache_path {
+        let path = PathBuf::from(explicit);
+        if !path.is_file() {
+            looked.push(format!("SCCACHE_PATH={} (no such file)", path.display()));
+        } else if me.is(&path) {
+            looked.push(format!(
+                "SCCACHE_PATH={} (is maybe-sccache)",
+                path.display()
+            ));
+        } else {
+            return Lookup::Found {
+                path,
+                origin: "SCCACHE_PATH",
+            };
+        }
+    }
+
+    let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path_var = env::var_os("PATH").unwrap_or_default();
+    if let Ok(candidates) = which::which_in_all("sccache", Some(&path_var), &cwd) {
+        for path in candidates {
+            if me.is(&path) {
+                looked.push(format!("{} (is maybe-sccache)", path.display()));
+                continue;
+            }
+            return Lookup::Found {
+                path,
+                origin: "PATH",
+            };
+        }
+    }
+    looked.push("sccache on PATH".to_owned());
+
+    if let Some(bin) = cargo_home().map(|home| home.join("bin")) {
+        let path = bin.join(exe_name());
+        if path.is_file() && !me.is(&path) {
+            return Lookup::Found {
+                path,
+                origin: "CARGO_HOME",
+            };
+        }
+        looked.push(path.display().to_string());
+    }
+    Lookup::NotFound { looked }
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    match env::var_os("CARGO_HOME") {
+        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
+        _ => dirs::home_dir().map(|h| h.join(".cargo")),
+    }
+}
+
+fn exe_name() -> OsString {
+    format!("sccache{}", env::consts::EXE_SUFFIX).into()
+}
+
+/// This program's own file, read lazily: most calls never need it.
+#[derive(Default)]
+struct SelfId {
+    loaded: bool,
+    path: Option<PathBuf>,
+    meta: Option<fs::Metadata>,
+}
+
+impl SelfId {
+    /// Is `candidate` this program? Same file (symlink or hard link), or a byte-identical copy.
+    fn is(&mut self, candidate: &Path) -> bool {
+        if !self.loaded {
+            self.loaded = true;
+            self.path = env::current_exe().ok();
+            self.meta = self.path.as_ref().and_then(|p| fs::metadata(p).ok());
+        }
+        let (Some(my_path), Some(mine)) = (&self.path, &self.meta) else {
+            return false;
+        };
+        let Ok(theirs) = fs::metadata(candidate) else {
+            return false;
+        };
+        if same_file(mine, &theirs) {
+            return true;
+        }
+        // A copy: only worth reading when the sizes match, which real sccache (tens of MB)
+        // never does with this small program.
+        mine.len() == theirs.len() && same_contents(my_path, candidate)
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &fs::Metadata, _b: &fs::Metadata) -> bool {
+    // Without inode numbers in stable std, a link is caught by the content comparison instead.
+    false
+}
+
+fn same_contents(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let (Ok(na), Ok(nb)) = (read_full(&mut fa, &mut ba), read_full(&mut fb, &mut bb)) else {
+            return false;
+        };
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

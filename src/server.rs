@@ -1,0 +1,209 @@
+//! The sccache server: is it up, starting it within a deadline, and reading its error counters.
+//!
+//! `sccache --start-server` is the probe: it starts a server against the real storage backend and
+//! fails if the backend cannot be used, without involving any compile of the caller's. A server
+//! already running answers "Address in use", which counts as success.
+
+use std::env;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::DEPTH_VAR;
+use crate::forward;
+
+/// Is an sccache server accepting connections where the client will look for it?
+/// The same address rules as sccache 0.16 (`SCCACHE_SERVER_UDS`, else `SCCACHE_SERVER_PORT`).
+pub fn is_up() -> bool {
+    #[cfg(unix)]
+    if let Some(uds) = env::var_os("SCCACHE_SERVER_UDS") {
+        return uds_is_up(&uds);
+    }
+    let port = env::var("SCCACHE_SERVER_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(4226);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+#[cfg(unix)]
+fn uds_is_up(path: &std::ffi::OsStr) -> bool {
+    use std::os::unix::net::UnixStream;
+    let bytes = path.as_encoded_bytes();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(name) = bytes
+        .strip_prefix(b"\0")
+        .or_else(|| bytes.strip_prefix(b"@"))
+    {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::SocketAddr as UnixAddr;
+        return UnixAddr::from_abstract_name(name)
+            .and_then(|a| UnixStream::connect_addr(&a))
+            .is_ok();
+    }
+    let _ = bytes;
+    UnixStream::connect(path).is_ok()
+}
+
+/// Why starting the server failed, as a short reason plus sccache's own words.
+pub struct StartFailure(pub String);
+
+/// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
+/// `timeout`. `Ok` when a server is up afterwards.
+pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
+    if let Some(problem) = error_log_problem() {
+        return Err(StartFailure(problem));
+    }
+    let started = Instant::now();
+    let mut cmd = Command::new(sccache);
+    cmd.arg("--start-server")
+        .env(DEPTH_VAR, (depth + 1).to_string())
+        .stdin(Stdio::null());
+    let captured = run_bounded(cmd, timeout).map_err(StartFailure)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&captured.1),
+        String::from_utf8_lossy(&captured.2)
+    );
+    let ok = captured.0 == Some(0) || text.contains("Address in use");
+    log::info!(
+        "sccache --start-server: exit {:?} after {} ms",
+        captured.0,
+        started.elapsed().as_millis()
+    );
+    if ok {
+        return Ok(());
+    }
+    let first = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .or_else(|| text.lines().next())
+        .unwrap_or("no output")
+        .trim();
+    Err(StartFailure(format!("start-failed: {first}")))
+}
+
+/// If `SCCACHE_ERROR_LOG` names a file that cannot be opened, sccache's server dies silently at
+/// start and its client waits out the whole start-up timeout; this sees it coming.
+fn error_log_problem() -> Option<String> {
+    let path = env::var_os("SCCACHE_ERROR_LOG")?;
+    match OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "error-log: SCCACHE_ERROR_LOG={} cannot be opened: {e}",
+            Path::new(&path).display()
+        )),
+    }
+}
+
+/// sccache's own figures, from `--show-stats --stats-format json`: requests, hits, misses and
+/// errors (the sum of its error and time-out counters), plus its raw statistics.
+pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
+    let mut cmd = Command::new(sccache);
+    cmd.args(["--show-stats", "--stats-format", "json"])
+        .stdin(Stdio::null());
+    let (code, stdout, _) = run_bounded(cmd, timeout).ok()?;
+    if code != Some(0) {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&stdout).ok()?;
+    let stats = json.get("stats")?;
+    let num = |k: &str| stats.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let per_language = |k: &str| -> u64 {
+        stats
+            .get(k)
+            .and_then(|e| e.get("counts"))
+            .and_then(|c| c.as_object())
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+    };
+    let errors = num("cache_timeouts")
+        + num("cache_read_errors")
+        + num("cache_write_errors")
+        + per_language("cache_errors");
+    Some(serde_json::json!({
+        "requests": num("compile_requests"),
+        "hits": per_language("cache_hits"),
+        "misses": per_language("cache_misses"),
+        "errors": errors,
+        "raw": stats,
+    }))
+}
+
+/// The sum of sccache's error and time-out counters.
+pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
+    stats(sccache, timeout)?.get("errors")?.as_u64()
+}
+
+/// Asks the server to stop, without waiting: used when its backend is failing, so that the next
+/// probe starts a fresh server that checks the backend again.
+pub fn stop_detached(sccache: &Path) {
+    let mut cmd = Command::new(sccache);
+    cmd.arg("--stop-server")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let _ = cmd.spawn();
+}
+
+/// Runs a helper command with its output captured, in its own process group, killed with that
+/// group at `timeout`. Returns (exit code, stdout, stderr).
+/// A helper command's exit code (`None` for a signal), stdout and stderr.
+type Output = (Option<i32>, Vec<u8>, Vec<u8>);
+
+fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+    let out = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
+    let err = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
+    let (mut out_r, mut err_r) = (
+        out.try_clone().map_err(|e| e.to_string())?,
+        err.try_clone().map_err(|e| e.to_string())?,
+    );
+    cmd.stdout(out).stderr(err);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let program: OsString = cmd.get_program().to_owned();
+    let mut child: Child = cmd.spawn().map_err(|e| {
+        format!(
+            "spawn-failed: cannot run {}: {e}",
+            program.to_string_lossy()
+        )
+    })?;
+    let pid = child.id();
+    let status = forward::wait_until(&mut child, Instant::now() + timeout)
+        .map_err(|e| format!("wait-failed: {e}"))?;
+    let Some(status) = status else {
+        kill_group(pid);
+        return Err(format!(
+            "timeout: {} did not answer within {} s",
+            program.to_string_lossy(),
+            timeout.as_secs_f32()
+        ));
+    };
+    // A finished command's group is left alone: with `SCCACHE_NO_DAEMON=1` the server it started
+    // lives on in that group, and it is the server we wanted.
+    let stdout = forward::read_back(&mut out_r).unwrap_or_default();
+    let stderr = forward::read_back(&mut err_r).unwrap_or_default();
+    Ok((status.code(), stdout, stderr))
+}
+
+#[cfg(unix)]
+fn kill_group(pid: u32) {
+    // SAFETY: signalling a process group we created; a group that is gone just fails.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_pid: u32) {}

@@ -1,0 +1,377 @@
+//! State shared by every call of a build: the circuit breaker, the counters, the start lock.
+//!
+//! Layout of the state directory (0700; files 0600):
+//! - `breaker`: `key value` lines, replaced atomically (temporary file + rename). Missing means
+//!   closed with no failure on record.
+//! - `events`: one line per call, `<kind> <reason>`, appended with a single `O_APPEND` write, so
+//!   concurrent calls need no lock and the hot path pays one open and one write.
+//! - `start.lock`: held (fs2) by the one call that starts or probes the sccache server.
+//!
+//! Nothing here may fail a build: every error is logged and the state is treated as empty.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fs2::FileExt;
+
+/// Above this size the events file is folded into totals by the next call that sees it.
+const EVENTS_COMPACT_AT: u64 = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    Forwarded,
+    Bypassed,
+    Fallback,
+    Trip,
+}
+
+impl Event {
+    fn word(self) -> &'static str {
+        match self {
+            Event::Forwarded => "forwarded",
+            Event::Bypassed => "bypassed",
+            Event::Fallback => "fallback",
+            Event::Trip => "trip",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Breaker {
+    /// Seconds since the epoch until which sccache is not used; `None` when closed.
+    pub open_until: Option<u64>,
+    /// The last failure: when, and why.
+    pub failed_at: Option<u64>,
+    pub reason: Option<String>,
+    /// sccache's error counters at the last check, to see them rise after a slow call.
+    pub errors_seen: Option<u64>,
+}
+
+impl Breaker {
+    pub fn is_open_at(&self, now: u64) -> bool {
+        self.open_until.is_some_and(|until| now < until)
+    }
+
+    /// Open but past its cooldown: one call may probe sccache again.
+    pub fn is_half_open_at(&self, now: u64) -> bool {
+        self.open_until.is_some_and(|until| now >= until)
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The state directory, created with mode 0700 if needed. `None` when there is none to use.
+pub fn ensure_dir(dir: &Path) -> Option<&Path> {
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            log::warn!("state dir {} cannot be created: {e}", dir.display());
+            None
+        }
+    }
+}
+
+fn open_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Counts one call. One `open` and one `write`; the directory is created on first use.
+pub fn record(dir: Option<&Path>, event: Event, reason: &str) {
+    let Some(dir) = dir else { return };
+    let path = dir.join("events");
+    let line = format!("{} {}\n", event.word(), reason);
+    let open = || open_options().create(true).append(true).open(&path);
+    let file = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && ensure_dir(dir).is_some() => open(),
+        other => other,
+    };
+    let result = file.and_then(|mut f| {
+        f.write_all(line.as_bytes())?;
+        f.metadata()
+    });
+    match result {
+        Ok(meta) if meta.len() > EVENTS_COMPACT_AT => compact_events(dir),
+        Ok(_) => {}
+        Err(e) => log::debug!("cannot count the call in {}: {e}", path.display()),
+    }
+}
+
+/// Counters by kind, then by reason. Corrupt lines are skipped.
+pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
+
+pub fn read_counters(dir: &Path) -> Counters {
+    let mut counters = Counters::new();
+    let Ok(text) = read_small(&dir.join("events")) else {
+        return counters;
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(kind), Some(reason)) = (words.next(), words.next()) else {
+            continue;
+        };
+        // Compacted totals are `<kind> <reason> <count>`; plain events count one.
+        let count = match words.next() {
+            None => 1,
+            Some(n) => match n.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => continue,
+            },
+        };
+        if !matches!(kind, "forwarded" | "bypassed" | "fallback" | "trip") {
+            continue;
+        }
+        *counters
+            .entry(kind.to_owned())
+            .or_default()
+            .entry(reason.to_owned())
+            .or_default() += count;
+    }
+    counters
+}
+
+/// Folds the events file into one line per counter. Events appended between the read and the
+/// rename are lost; counters are a diagnostic, and the lock keeps compactions from racing.
+fn compact_events(dir: &Path) {
+    let Some(_lock) = try_lock(dir, "compact.lock") else {
+        return;
+    };
+    let counters = read_counters(dir);
+    let mut text = String::new();
+    for (kind, reasons) in &counters {
+        for (reason, n) in reasons {
+            text.push_str(&format!("{kind} {reason} {n}\n"));
+        }
+    }
+    if let Err(e) = write_atomic(dir, "events", text.as_bytes()) {
+        log::debug!("cannot compact counters: {e}");
+    }
+}
+
+pub fn read_breaker(dir: Option<&Path>) -> Breaker {
+    let Some(dir) = dir else {
+        return Breaker::default();
+    };
+    let text = match read_small(&dir.join("breaker")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Breaker::default(),
+        Err(e) => {
+            log::warn!("breaker state unreadable, treated as closed: {e}");
+            return Breaker::default();
+        }
+    };
+    let mut b = Breaker::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        match key {
+            "open_until" => b.open_until = value.parse().ok(),
+            "failed_at" => b.failed_at = value.parse().ok(),
+            "reason" => b.reason = Some(value.to_owned()),
+            "errors_seen" => b.errors_seen = value.parse().ok(),
+            _ => {}
+        }
+    }
+    b
+}
+
+pub fn write_breaker(dir: Option<&Path>, b: &Breaker) {
+    let Some(dir) = dir.and_then(ensure_dir) else {
+        return;
+    };
+    let mut text = String::new();
+    if let Some(until) = b.open_until {
+        text.push_str(&format!("open_until {until}\n"));
+    }
+    if let Some(at) = b.failed_at {
+        text.push_str(&format!("failed_at {at}\n"));
+    }
+    if let Some(reason) = &b.reason {
+        // One line: the reason is free text from sccache.
+        let reason: String = reason.replace(['\n', '\r'], " ");
+        text.push_str(&format!("reason {reason}\n"));
+    }
+    if let Some(n) = b.errors_seen {
+        text.push_str(&format!("errors_seen {n}\n"));
+    }
+    if let Err(e) = write_atomic(dir, "breaker", text.as_bytes()) {
+        log::warn!("cannot save the breaker state: {e}");
+    }
+}
+
+/// Opens the breaker for `cooldown`, remembering why, and counts the trip.
+pub fn trip(dir: Option<&Path>, cooldown: Duration, reason: &str) {
+    let now = now_secs();
+    let mut b = read_breaker(dir);
+    b.open_until = Some(now + cooldown.as_secs());
+    b.failed_at = Some(now);
+    b.reason = Some(reason.to_owned());
+    write_breaker(dir, &b);
+    record(dir, Event::Trip, reason.split(':').next().unwrap_or(reason));
+    log::warn!("breaker open for {} s: {reason}", cooldown.as_secs());
+}
+
+/// Records a freshly started server: the breaker closes (keeping the last failure on record) and
+/// the error baseline restarts, since a new server counts from zero.
+pub fn server_started(dir: Option<&Path>) {
+    let mut b = read_breaker(dir);
+    if b.open_until.is_none() && b.errors_seen.is_none() {
+        return;
+    }
+    if b.open_until.take().is_some() {
+        log::info!("breaker closed: sccache works again");
+    }
+    b.errors_seen = None;
+    write_breaker(dir, &b);
+}
+
+/// Clears breaker and counters.
+pub fn reset(dir: &Path) -> io::Result<()> {
+    for name in ["breaker", "events"] {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn read_small(path: &Path) -> io::Result<String> {
+    let mut text = String::new();
+    File::open(path)?
+        .take(4 * 1024 * 1024)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// An exclusive lock on a file in the state dir, released when dropped.
+pub struct Lock(File);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.0);
+    }
+}
+
+fn lock_file(dir: &Path, name: &str) -> Option<File> {
+    let dir = ensure_dir(dir)?;
+    let path: PathBuf = dir.join(name);
+    match open_options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn!("cannot open lock {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+pub fn try_lock(dir: &Path, name: &str) -> Option<Lock> {
+    let f = lock_file(dir, name)?;
+    f.try_lock_exclusive().ok()?;
+    Some(Lock(f))
+}
+
+/// Waits for the lock until `deadline`. `Err(())` means another call held it the whole time.
+/// `Ok(None)` means there is no lock to take (unusable state dir): go on without one.
+pub fn lock_until(
+    dir: &Path,
+    name: &str,
+    deadline: std::time::Instant,
+) -> Result<Option<Lock>, ()> {
+    let Some(f) = lock_file(dir, name) else {
+        return Ok(None);
+    };
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if f.try_lock_exclusive().is_ok() {
+            return Ok(Some(Lock(f)));
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(());
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_round_trip_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Some(dir.path());
+        record(d, Event::Forwarded, "-");
+        record(d, Event::Bypassed, "probe");
+        record(d, Event::Bypassed, "probe");
+        record(d, Event::Fallback, "not-found");
+        let c = read_counters(dir.path());
+        assert_eq!(c["bypassed"]["probe"], 2);
+        assert_eq!(c["fallback"]["not-found"], 1);
+        compact_events(dir.path());
+        assert_eq!(read_counters(dir.path()), c);
+        fs::write(
+            dir.path().join("events"),
+            b"garbage\n\xff\xfe\nbypassed x y\n",
+        )
+        .unwrap();
+        assert!(read_counters(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn breaker_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Some(dir.path());
+        assert_eq!(read_breaker(d), Breaker::default());
+        trip(d, Duration::from_secs(60), "sccache-error: boom\nline two");
+        let b = read_breaker(d);
+        assert!(b.is_open_at(now_secs()));
+        assert!(b.is_half_open_at(now_secs() + 61));
+        assert_eq!(b.reason.as_deref(), Some("sccache-error: boom line two"));
+        server_started(d);
+        let b = read_breaker(d);
+        assert!(!b.is_open_at(now_secs()));
+        assert!(b.failed_at.is_some());
+        fs::write(dir.path().join("breaker"), b"\xff\xfe garbage").unwrap();
+        assert_eq!(read_breaker(d), Breaker::default());
+    }
+}

@@ -1,0 +1,181 @@
+//! `maybe-sccache status`: what happened, for a human, a program (`--json`) or a CI job summary
+//! (`--markdown`). It never fails: missing or corrupt state shows up as empty.
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::locate::{self, Lookup};
+use crate::server;
+use crate::state;
+
+#[derive(Clone, Copy)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+pub fn render(config: &Config, format: Format) -> String {
+    let report = gather(config);
+    match format {
+        Format::Json => format!("{report:#}\n"),
+        Format::Text => text(&report),
+        Format::Markdown => markdown(&report),
+    }
+}
+
+/// Everything `status` knows, as JSON; the other formats are views of it.
+pub fn gather(config: &Config) -> Value {
+    let (path, origin, looked) = match locate::find_sccache(config) {
+        Lookup::Found { path, origin } => (Some(path), Some(origin), Vec::new()),
+        Lookup::NotFound { looked } => (None, None, looked),
+    };
+    let version = path.as_deref().and_then(sccache_version);
+    let up = path.is_some() && server::is_up();
+    let stats = match (&path, up) {
+        (Some(p), true) => server::stats(p, Duration::from_secs(5)),
+        _ => None,
+    };
+    let dir = config.state_dir.as_deref();
+    let breaker = state::read_breaker(dir);
+    let now = state::now_secs();
+    let counters = dir.map(state::read_counters).unwrap_or_default();
+    let kind = |k: &str| -> Value { json!(counters.get(k).cloned().unwrap_or_default()) };
+    let total = |k: &str| -> u64 { counters.get(k).map_or(0, |m| m.values().sum()) };
+    json!({
+        "sccache": {
+            "path": path.as_ref().map(|p| p.display().to_string()),
+            "found_via": origin,
+            "looked": looked,
+            "version": version,
+            "server_up": up,
+        },
+        "breaker": {
+            "state": if breaker.is_open_at(now) { "open" } else { "closed" },
+            "open_until": breaker.open_until.filter(|_| breaker.is_open_at(now)),
+            "last_failure": breaker.failed_at.map(|at| json!({
+                "at": at,
+                "reason": breaker.reason,
+            })),
+        },
+        "counters": {
+            "forwarded": total("forwarded"),
+            "bypassed": kind("bypassed"),
+            "fallback": kind("fallback"),
+            "trips": total("trip"),
+        },
+        "sccache_stats": stats,
+        "state_dir": dir.map(|d| d.display().to_string()),
+    })
+}
+
+fn sccache_version(path: &std::path::Path) -> Option<String> {
+    let out = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.lines().next()?.trim();
+    Some(line.strip_prefix("sccache ").unwrap_or(line).to_owned())
+}
+
+fn summary_lines(r: &Value) -> Vec<(String, String)> {
+    let s = &r["sccache"];
+    let mut rows = Vec::new();
+    let found = match s["path"].as_str() {
+        Some(p) => format!(
+            "{p} (via {}, version {})",
+            s["found_via"].as_str().unwrap_or("?"),
+            s["version"].as_str().unwrap_or("unknown")
+        ),
+        None => format!(
+            "not found (looked at: {})",
+            s["looked"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+    };
+    rows.push(("sccache".into(), found));
+    rows.push((
+        "server".into(),
+        if s["server_up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "not running"
+        }
+        .into(),
+    ));
+    let b = &r["breaker"];
+    let mut breaker = b["state"].as_str().unwrap_or("closed").to_owned();
+    if let Some(until) = b["open_until"].as_u64() {
+        let left = until.saturating_sub(state::now_secs());
+        let _ = write!(breaker, " for {left} s more");
+    }
+    if let Some(f) = b["last_failure"].as_object() {
+        let ago = state::now_secs().saturating_sub(f["at"].as_u64().unwrap_or(0));
+        let _ = write!(
+            breaker,
+            "; last failure {ago} s ago: {}",
+            f["reason"].as_str().unwrap_or("?")
+        );
+    }
+    rows.push(("breaker".into(), breaker));
+    let c = &r["counters"];
+    let by_reason = |v: &Value| -> String {
+        let m = v.as_object().cloned().unwrap_or_default();
+        let total: u64 = m.values().filter_map(Value::as_u64).sum();
+        if m.is_empty() {
+            return "0".into();
+        }
+        let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!("{total} ({})", parts.join(", "))
+    };
+    rows.push(("forwarded".into(), c["forwarded"].to_string()));
+    rows.push(("bypassed".into(), by_reason(&c["bypassed"])));
+    rows.push(("fallback".into(), by_reason(&c["fallback"])));
+    rows.push(("breaker trips".into(), c["trips"].to_string()));
+    if let Some(st) = r["sccache_stats"].as_object() {
+        let hits = st["hits"].as_u64().unwrap_or(0);
+        let misses = st["misses"].as_u64().unwrap_or(0);
+        let rate = if hits + misses > 0 {
+            format!("{:.1} %", 100.0 * hits as f64 / (hits + misses) as f64)
+        } else {
+            "n/a".into()
+        };
+        rows.push((
+            "sccache stats".into(),
+            format!(
+                "{} requests, {hits} hits, {misses} misses, hit rate {rate}, {} errors",
+                st["requests"], st["errors"]
+            ),
+        ));
+    }
+    rows
+}
+
+fn text(r: &Value) -> String {
+    let mut out = String::new();
+    for (k, v) in summary_lines(r) {
+        let _ = writeln!(out, "{k:>14}: {v}");
+    }
+    out
+}
+
+fn markdown(r: &Value) -> String {
+    let mut out = String::from("### maybe-sccache\n\n| | |\n|---|---|\n");
+    for (k, v) in summary_lines(r) {
+        let _ = writeln!(out, "| {k} | {} |", v.replace('|', "\\|"));
+    }
+    out
+}

@@ -1,0 +1,205 @@
+//! Deciding: the whole life of one `maybe-sccache <compiler> <args…>` call, on one screen.
+//!
+//! Invariants: the shim never writes to stdout of its own; the compiler runs at most once per call
+//! for which its output is shown; a problem with sccache or the state dir never fails or hangs the
+//! build; sccache's own error text goes to the log, never to cargo.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::classify;
+use crate::config::Config;
+use crate::fallback;
+use crate::forward::{self, Verdict};
+use crate::locate::{self, Lookup};
+use crate::server;
+use crate::state::{self, Event};
+
+pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
+    let config = Config::from_env();
+    for (var, problem) in &config.problems {
+        log::warn!("{var}: {problem}");
+    }
+    let state_dir = config.state_dir.as_deref();
+
+    // 1. Calls that must not or cannot use sccache go straight to the compiler.
+    if let Some(reason) = skip_reason(&config, &args) {
+        log::info!("bypass {reason}: {}", compiler.to_string_lossy());
+        state::record(state_dir, Event::Bypassed, reason);
+        return Ok(fallback::run_compiler(&compiler, &args)?);
+    }
+
+    // 2. No sccache, or an sccache known to be broken: the compiler alone.
+    let sccache = match locate::find_sccache(&config) {
+        Lookup::Found { path, origin } => {
+            log::debug!("sccache found via {origin}: {}", path.display());
+            path
+        }
+        Lookup::NotFound { looked } => {
+            log::info!("fallback not-found: looked at {}", looked.join(", "));
+            return compile_directly(state_dir, "not-found", &compiler, &args);
+        }
+    };
+    if let Err(reason) = ensure_usable(&config, &sccache) {
+        return compile_directly(state_dir, reason, &compiler, &args);
+    }
+
+    // 3. Forward, and judge what sccache did.
+    let captured = match forward::run_sccache(&sccache, &compiler, &args, config.depth, None) {
+        Ok(captured) => captured,
+        Err(e) => {
+            state::trip(state_dir, config.cooldown, &format!("spawn-failed: {e:#}"));
+            return compile_directly(state_dir, "spawn-failed", &compiler, &args);
+        }
+    };
+    match forward::judge(&captured) {
+        Verdict::SccacheFailed(reason) => {
+            let text = String::from_utf8_lossy(&captured.stderr);
+            let detail = text.lines().next().unwrap_or("").to_owned();
+            state::trip(state_dir, config.cooldown, &format!("{reason}: {detail}"));
+            log::debug!("sccache said: {}", text.trim_end());
+            compile_directly(state_dir, reason, &compiler, &args)
+        }
+        Verdict::Compiled(code) => {
+            state::record(state_dir, Event::Forwarded, "-");
+            replay(&captured.stdout, &captured.stderr);
+            log::info!(
+                "forward: exit {code} in {} ms",
+                captured.elapsed.as_millis()
+            );
+            if captured.elapsed >= config.slow_call {
+                check_backend_after_slow_call(&config, &sccache);
+            }
+            Ok(fallback::exit_code_of(code))
+        }
+        Verdict::CompilerKilled(sig) => {
+            state::record(state_dir, Event::Forwarded, "-");
+            replay(
+                &forward::without_signal_line(&captured.stdout),
+                &captured.stderr,
+            );
+            log::info!("forward: compiler killed by signal {sig}");
+            Ok(fallback::die_by_signal(sig))
+        }
+    }
+}
+
+/// Why this call should not touch sccache at all, if it should not.
+fn skip_reason(config: &Config, args: &[OsString]) -> Option<&'static str> {
+    if config.disabled {
+        return Some("disabled");
+    }
+    if config.depth > 0 {
+        return Some("recursion");
+    }
+    if config.incremental_var.is_some() {
+        return Some("incremental-env");
+    }
+    classify::uncacheable(args).map(|u| u.0)
+}
+
+fn compile_directly(
+    state_dir: Option<&Path>,
+    reason: &'static str,
+    compiler: &OsString,
+    args: &[OsString],
+) -> Result<ExitCode> {
+    state::record(state_dir, Event::Fallback, reason);
+    Ok(fallback::run_compiler(compiler, args)?)
+}
+
+/// The breaker and the server: `Ok` when a forwarded call can go to a running server, else the
+/// reason to fall back. Starting the server happens once, under the start lock, within a deadline;
+/// concurrent callers wait for that one verdict instead of racing their own starts.
+fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
+    let dir = config.state_dir.as_deref();
+    let breaker = state::read_breaker(dir);
+    let now = state::now_secs();
+    if breaker.is_open_at(now) {
+        log::info!(
+            "fallback breaker-open: until {} ({})",
+            breaker.open_until.unwrap_or(0),
+            breaker.reason.as_deref().unwrap_or("")
+        );
+        return Err("breaker-open");
+    }
+    let half_open = breaker.is_half_open_at(now);
+    if !half_open && server::is_up() {
+        return Ok(());
+    }
+    let wait = if half_open {
+        // Only one call probes after the cooldown; the others keep compiling directly meanwhile.
+        Duration::ZERO
+    } else {
+        config.start_timeout + Duration::from_secs(5)
+    };
+    let _lock = match dir {
+        Some(dir) => match state::lock_until(dir, "start.lock", Instant::now() + wait) {
+            Ok(lock) => lock,
+            Err(()) => {
+                log::info!("fallback start-busy: another call is starting sccache");
+                return Err(if half_open {
+                    "breaker-open"
+                } else {
+                    "start-busy"
+                });
+            }
+        },
+        None => None,
+    };
+    // Whoever held the lock may have settled the question meanwhile.
+    let breaker = state::read_breaker(dir);
+    let now = state::now_secs();
+    if breaker.is_open_at(now) {
+        return Err("breaker-open");
+    }
+    let half_open = breaker.is_half_open_at(now);
+    if !half_open && server::is_up() {
+        return Ok(());
+    }
+    match server::start(sccache, config.depth, config.start_timeout) {
+        Ok(()) => {
+            state::server_started(dir);
+            Ok(())
+        }
+        Err(server::StartFailure(reason)) => {
+            state::trip(dir, config.cooldown, &reason);
+            Err("start-failed")
+        }
+    }
+}
+
+/// A forwarded call was slow. If sccache's own error counters rose meanwhile, its backend is
+/// failing (a dead Redis makes every call wait out read and write time-outs): open the breaker
+/// and stop the server, so the probe after the cooldown checks the backend afresh.
+fn check_backend_after_slow_call(config: &Config, sccache: &Path) {
+    let dir = config.state_dir.as_deref();
+    let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
+        return;
+    };
+    let mut breaker = state::read_breaker(dir);
+    let before = breaker.errors_seen.unwrap_or(0);
+    breaker.errors_seen = Some(errors);
+    state::write_breaker(dir, &breaker);
+    if errors > before {
+        state::trip(
+            dir,
+            config.cooldown,
+            &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
+        );
+        server::stop_detached(sccache);
+    }
+}
+
+/// Hands sccache's buffered output to cargo, byte for byte. A closed pipe is not the shim's
+/// problem to report.
+fn replay(stdout: &[u8], stderr: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(stdout);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().lock().write_all(stderr);
+}
