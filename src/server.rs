@@ -55,7 +55,7 @@ pub struct StartFailure(pub String);
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
 /// `timeout`. `Ok` when a server is up afterwards.
 pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
-    if let Some(problem) = error_log_problem() {
+    if let Some(problem) = error_log_problem().or_else(redis_unreachable) {
         return Err(StartFailure(problem));
     }
     let started = Instant::now();
@@ -133,6 +133,53 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
     }))
 }
 
+/// With a Redis backend configured by environment, sccache 0.16 waits out its whole start-up
+/// timeout (10 s) when Redis is down. A TCP connect to the endpoint answers in milliseconds, so the
+/// shim checks it first. Only a definite "nothing listens there" counts; anything unclear is left
+/// to sccache's own start.
+fn redis_unreachable() -> Option<String> {
+    let (var, value) = [
+        "SCCACHE_REDIS_ENDPOINT",
+        "SCCACHE_REDIS",
+        "SCCACHE_REDIS_CLUSTER_ENDPOINTS",
+    ]
+    .into_iter()
+    .find_map(|var| Some((var, env::var(var).ok().filter(|v| !v.is_empty())?)))?;
+    let endpoints: Vec<SocketAddr> = value.split(',').filter_map(redis_addr).collect();
+    if endpoints.is_empty() || endpoints.len() != value.split(',').count() {
+        return None;
+    }
+    let reachable = endpoints
+        .iter()
+        .any(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok());
+    (!reachable)
+        .then(|| format!("backend-unreachable: nothing answers at the Redis endpoint in {var}"))
+}
+
+/// `redis://user:pw@host:port/db`, `tcp://host:port` or `host:port` to a socket address, for
+/// literal IP addresses and `localhost` only (no DNS lookups on this path).
+fn redis_addr(endpoint: &str) -> Option<SocketAddr> {
+    let endpoint = endpoint.trim();
+    let rest = match endpoint.split_once("://") {
+        Some(("redis" | "rediss" | "tcp", rest)) => rest,
+        Some(_) => return None,
+        None => endpoint,
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let hostport = rest.split(['/', '?']).next()?;
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => (h, p.parse().ok()?),
+        _ => (hostport, 6379),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host == "localhost" {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
 /// The sum of sccache's error and time-out counters.
 pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
     stats(sccache, timeout)?.get("errors")?.as_u64()
@@ -207,3 +254,26 @@ fn kill_group(pid: u32) {
 
 #[cfg(not(unix))]
 fn kill_group(_pid: u32) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_endpoints() {
+        let a = |s| redis_addr(s).map(|a| a.to_string());
+        assert_eq!(
+            a("redis://127.0.0.1:7000").as_deref(),
+            Some("127.0.0.1:7000")
+        );
+        assert_eq!(
+            a("redis://:pw@127.0.0.1:7000/0").as_deref(),
+            Some("127.0.0.1:7000")
+        );
+        assert_eq!(a("tcp://localhost").as_deref(), Some("127.0.0.1:6379"));
+        assert_eq!(a("127.0.0.1:1").as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(a("redis://[::1]:7000").as_deref(), Some("[::1]:7000"));
+        assert_eq!(a("redis://cache.example.com:7000"), None);
+        assert_eq!(a("redis+unix:///tmp/redis.sock"), None);
+    }
+}
