@@ -41,7 +41,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
             path
         }
         Lookup::NotFound { looked } => {
-            log::info!("fallback not-found: looked at {}", looked.join(", "));
+            log::debug!("sccache not found; looked at {}", looked.join(", "));
             return compile_directly(state_dir, "not-found", &compiler, &args);
         }
     };
@@ -109,6 +109,7 @@ fn compile_directly(
     compiler: &OsString,
     args: &[OsString],
 ) -> Result<ExitCode> {
+    log::info!("fallback {reason}: {}", compiler.to_string_lossy());
     state::record(state_dir, Event::Fallback, reason);
     Ok(fallback::run_compiler(compiler, args)?)
 }
@@ -121,8 +122,8 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
     let breaker = state::read_breaker(dir);
     let now = state::now_secs();
     if breaker.is_open_at(now) {
-        log::info!(
-            "fallback breaker-open: until {} ({})",
+        log::debug!(
+            "breaker open until {} ({})",
             breaker.open_until.unwrap_or(0),
             breaker.reason.as_deref().unwrap_or("")
         );
@@ -142,7 +143,7 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
         Some(dir) => match state::lock_until(dir, "start.lock", Instant::now() + wait) {
             Ok(lock) => lock,
             Err(()) => {
-                log::info!("fallback start-busy: another call is starting sccache");
+                log::debug!("another call held the start lock for the whole wait");
                 return Err(if half_open {
                     "breaker-open"
                 } else {

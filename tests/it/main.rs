@@ -13,4 +13,5 @@ mod cargo_builds;
 mod cli;
 mod fallback;
 mod passthrough;
+mod resilience;
 mod sccache_real;

@@ -1,0 +1,532 @@
+//! Issue 3: the breaker, the bounded server start, the shared state, and real remote-cache faults
+//! (real sccache 0.16 against a real Redis server on 127.0.0.1).
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Writes a workspace of `n` library crates into `ws`. With `chain`, crate `k` depends on `k-1`
+/// (a `-j1`-like critical path); without, they are independent (all can build at once). A bin
+/// `app` depends on the last (or all) and prints the sum it computed through them.
+fn write_libs(ws: &Path, n: usize, chain: bool) -> String {
+    let mut members = Vec::new();
+    for k in 1..=n {
+        let name = format!("l{k}");
+        let dir = ws.join(&name);
+        fs::create_dir_all(dir.join("src")).unwrap();
+        let mut deps = String::new();
+        let body = if chain && k > 1 {
+            deps.push_str(&format!("l{} = {{ path = \"../l{}\" }}\n", k - 1, k - 1));
+            format!("pub fn v() -> u64 {{ l{}::v() + {k} }}\n", k - 1)
+        } else {
+            format!("pub fn v() -> u64 {{ {k} }}\n")
+        };
+        fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\n{deps}"
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("src/lib.rs"), body).unwrap();
+        members.push(format!("\"{name}\""));
+    }
+    let app = ws.join("app");
+    fs::create_dir_all(app.join("src")).unwrap();
+    let (deps, expr): (Vec<String>, String) = if chain {
+        (
+            vec![format!("l{n} = {{ path = \"../l{n}\" }}")],
+            format!("l{n}::v()"),
+        )
+    } else {
+        (
+            (1..=n)
+                .map(|k| format!("l{k} = {{ path = \"../l{k}\" }}"))
+                .collect(),
+            (1..=n)
+                .map(|k| format!("l{k}::v()"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        )
+    };
+    fs::write(
+        app.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\n{}\n",
+            deps.join("\n")
+        ),
+    )
+    .unwrap();
+    fs::write(
+        app.join("src/main.rs"),
+        format!("fn main() {{ println!(\"sum={{}}\", {expr}); }}\n"),
+    )
+    .unwrap();
+    members.push("\"app\"".into());
+    fs::write(
+        ws.join("Cargo.toml"),
+        format!(
+            "[workspace]\nmembers = [{}]\nresolver = \"2\"\n",
+            members.join(", ")
+        ),
+    )
+    .unwrap();
+    format!("sum={}\n", n * (n + 1) / 2)
+}
+
+fn assert_app_prints(sb: &Sandbox, expected: &str) {
+    let app = sb.target.join("debug").join("app");
+    let r = run(&mut sb.command(&app), SHORT);
+    r.assert_success();
+    assert_eq!(
+        r.out(),
+        expected,
+        "the app built from the libs printed the wrong sum"
+    );
+}
+
+/// `maybe-sccache status --json`, parsed.
+fn status(sb: &Sandbox) -> Json {
+    let r = run(&mut sb.shim(["status", "--json"]), SHORT);
+    r.assert_success();
+    Json::parse(&r.out()).unwrap_or_else(|e| panic!("bad status JSON ({e}): {}", r.out()))
+}
+
+fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
+    status
+        .path(&["counters", kind, reason])
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+fn breaker_state(status: &Json) -> String {
+    match status.path(&["breaker", "state"]) {
+        Some(Json::Str(s)) => s.clone(),
+        other => panic!("breaker.state missing: {other:?}"),
+    }
+}
+
+fn breaker_reason(status: &Json) -> String {
+    match status.path(&["breaker", "last_failure", "reason"]) {
+        Some(Json::Str(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Processes whose command line mentions `needle` (other than this test process).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let pid = entry.file_name();
+        let Some(pid) = pid
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == std::process::id().to_string() {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            found.push(format!("{pid}: {text}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn slow_failing_sccache_is_tried_at_most_three_times_in_a_12_crate_build() {
+    let sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 12, true);
+    let calls = sb.sccache_calls_file();
+    write_script(
+        &sb.bin.join("sccache"),
+        &format!(
+            "printf '%s\\n' \"$*\" >> {}\nsleep 2\nprintf '%s' {} >&2\nexit 2\n",
+            sh_quote(calls.as_os_str()),
+            sh_quote(SCCACHE_ERROR_TEXT.as_ref())
+        ),
+    );
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let n = sb.sccache_calls().len();
+    assert!(
+        (1..=3).contains(&n),
+        "sccache was tried {n} times: {:?}",
+        sb.sccache_calls()
+    );
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "open");
+    assert!(counter(&st, "fallback", "breaker-open") >= 10, "{st:?}");
+}
+
+#[test]
+fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
+    let mut sb = Sandbox::new();
+    // A short start deadline keeps the test quick; the default (15 s) is the same code path.
+    sb.set_env("MAYBE_SCCACHE_START_TIMEOUT", "3");
+    let expected = write_libs(&sb.ws, 6, true);
+    let calls = sb.sccache_calls_file();
+    // The sleep is a child of the script, as a real hung helper's children would be.
+    let fake = sb.bin.join("sccache");
+    write_script(
+        &fake,
+        &format!(
+            "printf '%s\\n' \"$*\" >> {}\nsleep 3600\n",
+            sh_quote(calls.as_os_str())
+        ),
+    );
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert_eq!(sb.sccache_calls().len(), 1, "{:?}", sb.sccache_calls());
+    let left = processes_mentioning(&fake.display().to_string());
+    let sleepers = processes_mentioning("sleep 3600");
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    assert!(
+        sleepers
+            .iter()
+            .all(|p| !p.contains(&sb.root().display().to_string())),
+        "{sleepers:?}"
+    );
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "open");
+    assert!(breaker_reason(&st).contains("timeout"), "{st:?}");
+}
+
+#[test]
+fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("breaker_half_opens") else {
+        return;
+    };
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "2");
+    let expected = write_libs(&sb.ws, 2, true);
+    // First a broken sccache: the breaker opens (once; whether it is still open when `status`
+    // looks depends on the clock, so the test checks the trip itself).
+    let path = sb.bin.join("sccache");
+    sb.fake_sccache_at(&path, FakeSccache::ErrorText);
+    sb.build().assert_success();
+    let st = status(&sb);
+    assert_eq!(st.path(&["counters", "trips"]).and_then(Json::as_u64), Some(1));
+    assert!(breaker_reason(&st).contains("start-failed"), "{st:?}");
+    // Then the real one, once the cooldown has passed: one call probes, the breaker closes, and
+    // the build is served by sccache again.
+    fs::remove_file(&path).unwrap();
+    sb.install_real_sccache(sccache);
+    std::thread::sleep(Duration::from_millis(3100));
+    fs::remove_dir_all(&sb.target).unwrap();
+    sb.build().assert_success();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert!(
+        st.path(&["counters", "forwarded"]).and_then(Json::as_u64) >= Some(2),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn parallel_cold_start_reaches_one_server() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("parallel_cold_start") else {
+        return;
+    };
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let expected = write_libs(&sb.ws, 16, false);
+    sb.install_real_sccache(sccache);
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j16"]), BUILD);
+    r.assert_success();
+    assert!(!r.err().contains("sccache"), "{}", r.describe());
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert_eq!(
+        st.path(&["counters", "fallback"]),
+        Some(&Json::Obj(Vec::new())),
+        "no call may fall back: {st:?}"
+    );
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log_text.matches("sccache --start-server").count(),
+        1,
+        "exactly one call starts the server:\n{log_text}"
+    );
+    // A warm rebuild in a fresh target dir is served by that one server.
+    fs::remove_dir_all(&sb.target).unwrap();
+    run(&mut sb.cargo(&["build", "--offline", "-j16"]), BUILD).assert_success();
+    let hits = sb
+        .sccache_stats(sccache)
+        .path(&["stats", "cache_hits", "counts"])
+        .map(Json::sum_counts)
+        .unwrap_or(0);
+    assert!(hits >= 16, "warm rebuild hits: {hits}");
+}
+
+#[test]
+fn corrupt_and_unwritable_state_never_fail_a_build() {
+    // Corrupt: garbage in every state file.
+    let sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    for name in ["breaker", "events", "start.lock"] {
+        fs::write(sb.state.join(name), b"\xff\xfe garbage\nopen_until x\n").unwrap();
+    }
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(
+        breaker_state(&st),
+        "open",
+        "the breaker still works: {st:?}"
+    );
+
+    // Unusable: the state dir is a file, and separately a directory without write permission.
+    for make_unusable in [0, 1] {
+        let mut sb = Sandbox::new();
+        let expected = write_libs(&sb.ws, 2, true);
+        let state = sb.root().join("state-bad");
+        if make_unusable == 0 {
+            fs::write(&state, b"not a directory").unwrap();
+        } else {
+            fs::create_dir(&state).unwrap();
+            fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o500))
+                .unwrap();
+        }
+        sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+        sb.fake_sccache(FakeSccache::ErrorText);
+        let r = sb.build();
+        r.assert_success().assert_no_shim_noise();
+        assert_app_prints(&sb, &expected);
+        let st = run(&mut sb.shim(["status", "--json"]), SHORT);
+        st.assert_success();
+        let _ = fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("fresh-state");
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    write_libs(&sb.ws, 1, true);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    sb.build().assert_success();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for name in ["breaker", "events"] {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real Redis.
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Option<Redis> {
+        let server = which_redis()?;
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server");
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn which_redis() -> Option<PathBuf> {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = Path::new(dir).join("redis-server");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn require_redis(test: &str) -> bool {
+    if which_redis().is_some() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test}: redis-server is required in CI but was not found"
+    );
+    eprintln!("skipping {test}: redis-server not found (install redis-server)");
+    false
+}
+
+#[test]
+fn redis_unreachable_at_start_the_build_passes() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("redis_unreachable") else {
+        return;
+    };
+    // A port nothing listens on.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    sb.set_env(
+        "SCCACHE_REDIS_ENDPOINT",
+        format!("redis://127.0.0.1:{closed}"),
+    );
+    let expected = write_libs(&sb.ws, 3, true);
+    sb.install_real_sccache(sccache);
+
+    // The fault is real: sccache alone fails the build.
+    let mut alone = sb.cargo(&["build", "--offline"]);
+    alone
+        .env("RUSTC_WRAPPER", sccache)
+        .env("CARGO_TARGET_DIR", sb.root().join("target-alone"));
+    let r = run(&mut alone, BUILD);
+    assert!(
+        !r.status.success(),
+        "sccache alone should fail: {}",
+        r.describe()
+    );
+    assert!(r.err().contains("sccache: error"), "{}", r.describe());
+
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "open");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(1)
+    );
+    assert!(breaker_reason(&st).contains("unreachable"), "{st:?}");
+}
+
+#[test]
+fn redis_killed_while_the_server_runs_opens_the_breaker() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("redis_killed") else {
+        return;
+    };
+    if !require_redis("redis_killed") {
+        return;
+    }
+    let mut redis = Redis::start(&sb.data).unwrap();
+    sb.set_env("SCCACHE_REDIS_ENDPOINT", redis.url());
+    let expected = write_libs(&sb.ws, 12, true);
+    sb.install_real_sccache(sccache);
+    // The server starts against a healthy Redis and serves the first crate.
+    run(&mut sb.cargo(&["build", "--offline", "-p", "l1"]), BUILD).assert_success();
+    assert_eq!(breaker_state(&status(&sb)), "closed");
+    redis.kill();
+    fs::remove_dir_all(&sb.target).unwrap();
+    // sccache alone would make every cacheable crate wait out its Redis time-outs (about a
+    // minute each, 12 minutes here). The first slow call opens the breaker; the rest compile
+    // directly.
+    let r = run(
+        &mut sb.cargo(&["build", "--offline", "-j1"]),
+        Duration::from_secs(420),
+    );
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert!(breaker_reason(&st).contains("backend-errors"), "{st:?}");
+    assert!(counter(&st, "fallback", "breaker-open") >= 10, "{st:?}");
+}
+
+#[test]
+fn one_redis_shared_by_two_sccache_servers() {
+    let Some(sccache) = require_sccache("shared_redis") else {
+        return;
+    };
+    if !require_redis("shared_redis") {
+        return;
+    }
+    let mut machines = [Sandbox::new(), Sandbox::new()];
+    let redis = Redis::start(&machines[0].data).unwrap();
+    // Both machines build the same checkout at the same paths, as CI runners do: sccache's key
+    // for a Rust crate covers CARGO_* variables, CARGO_MANIFEST_DIR, CARGO_HOME and
+    // CARGO_TARGET_DIR among them. Only the sccache side (SCCACHE_DIR, port, server) differs.
+    let checkout = machines[0].ws.clone();
+    let target = machines[0].target.clone();
+    let cargo_home = machines[0].cargo_home.clone();
+    let expected = write_libs(&checkout, 4, true);
+    for sb in &mut machines {
+        sb.set_env("SCCACHE_REDIS_ENDPOINT", redis.url());
+        sb.install_real_sccache(sccache);
+    }
+    for sb in &machines {
+        let _ = fs::remove_dir_all(&target);
+        let mut build = sb.cargo(&["build", "--offline"]);
+        build
+            .current_dir(&checkout)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_HOME", &cargo_home);
+        run(&mut build, BUILD).assert_success();
+        assert_app_prints(&machines[0], &expected);
+    }
+    let hits = |sb: &Sandbox| {
+        sb.sccache_stats(sccache)
+            .path(&["stats", "cache_hits", "counts"])
+            .map(Json::sum_counts)
+            .unwrap_or(0)
+    };
+    assert_eq!(hits(&machines[0]), 0, "the first machine starts cold");
+    assert!(
+        hits(&machines[1]) >= 4,
+        "the second machine is served from Redis: {} hits",
+        hits(&machines[1])
+    );
+    assert_ne!(machines[0].port, machines[1].port);
+    assert_ne!(machines[0].sccache_dir, machines[1].sccache_dir);
+}

@@ -1,0 +1,230 @@
+//! Builds through the shim with the real sccache 0.16. Each test gets its own sccache server (own
+//! port and cache dir), stopped when its sandbox is dropped. Without sccache these tests skip with
+//! a message, except in CI, where they fail.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::cargo_builds::assert_compile_error_once;
+use crate::support::*;
+
+fn stat(stats: &Json, key: &str) -> u64 {
+    stats
+        .path(&["stats", key, "counts"])
+        .unwrap_or_else(|| panic!("no stats.{key}.counts in {stats:?}"))
+        .sum_counts()
+}
+
+/// A passing build of the fixture: no sccache or shim text, the fixture's warning exactly once,
+/// a working binary.
+fn good_build(sb: &Sandbox) {
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_eq!(
+        count(&r.stderr, RUSTC_WARNING),
+        1,
+        "the fixture's warning must be shown exactly once: {}",
+        r.describe()
+    );
+    sb.assert_app_output();
+}
+
+/// Builds, cleans, builds again: the second build is served from sccache's cache.
+fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path) {
+    sb.write_fixture(Fixture::Good);
+    good_build(sb);
+    let first = sb.sccache_stats(sccache);
+    assert!(
+        stat(&first, "cache_misses") >= LIB_CRATES,
+        "the first build should have sent every library to sccache (misses >= {LIB_CRATES}): \
+         {first:?}"
+    );
+    assert_eq!(
+        stat(&first, "cache_hits"),
+        0,
+        "fresh cache, yet hits: {first:?}"
+    );
+
+    run(&mut sb.cargo(&["clean"]), BUILD).assert_success();
+    good_build(sb);
+    let second = sb.sccache_stats(sccache);
+    assert!(
+        stat(&second, "cache_hits") >= LIB_CRATES,
+        "the rebuild should hit the cache for every library (>= {LIB_CRATES}): {second:?}"
+    );
+}
+
+#[test]
+fn rebuild_after_clean_hits_the_cache() {
+    let Some(sccache) = require_sccache("rebuild_after_clean_hits_the_cache") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    build_clean_rebuild_hits(&sb, sccache);
+}
+
+#[test]
+fn sccache_only_via_sccache_path_hits_the_cache() {
+    let Some(sccache) = require_sccache("sccache_only_via_sccache_path_hits_the_cache") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    assert!(
+        !sccache.starts_with(sb.root()) && !sccache.starts_with(toolchain_bin()),
+        "sccache must not be on the sandbox's PATH"
+    );
+    sb.set_env("SCCACHE_PATH", sccache);
+    sb.stop_server_on_drop(sccache);
+    build_clean_rebuild_hits(&sb, sccache);
+}
+
+#[test]
+fn cargo_clippy_through_shim_and_sccache() {
+    let Some(sccache) = require_sccache("cargo_clippy_through_shim_and_sccache") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    sb.write_fixture(Fixture::Good);
+    // A plain build first fills the cache with rustc's results, which must not be served to
+    // clippy.
+    good_build(&sb);
+    for round in 0..2 {
+        let r = run(&mut sb.cargo(&["clippy", "--offline"]), BUILD);
+        r.assert_success().assert_no_shim_noise();
+        assert_eq!(
+            count(&r.stderr, CLIPPY_WARNING),
+            1,
+            "round {round}: clippy's warning must be shown exactly once: {}",
+            r.describe()
+        );
+        run(&mut sb.cargo(&["clean"]), BUILD).assert_success();
+    }
+}
+
+#[test]
+fn cargo_incremental_with_real_sccache_builds() {
+    let Some(sccache) = require_sccache("cargo_incremental_with_real_sccache_builds") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    sb.set_env("CARGO_INCREMENTAL", "1");
+    sb.install_real_sccache(sccache);
+    sb.write_fixture(Fixture::Good);
+    good_build(&sb);
+    assert_no_server(&sb, "CARGO_INCREMENTAL=1");
+}
+
+/// Every call bypassed sccache, so nobody started its server.
+fn assert_no_server(sb: &Sandbox, why: &str) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], sb.port));
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_err(),
+        "an sccache server was started although {why}"
+    );
+}
+
+/// Cargo's default for workspace members in the dev profile is incremental compilation
+/// (`-C incremental=…` on every call), which sccache cannot cache: all calls bypass it.
+#[test]
+fn default_incremental_build_with_real_sccache() {
+    let Some(sccache) = require_sccache("default_incremental_build_with_real_sccache") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    sb.write_fixture(Fixture::Good);
+    let mut cmd = sb.cargo(&["build", "--offline"]);
+    cmd.env_remove("CARGO_INCREMENTAL");
+    let r = run(&mut cmd, BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_eq!(count(&r.stderr, RUSTC_WARNING), 1, "{}", r.describe());
+    sb.assert_app_output();
+    assert!(
+        sb.target.join("debug").join("incremental").is_dir(),
+        "the build was not incremental after all"
+    );
+    assert_no_server(&sb, "every call had -C incremental");
+}
+
+#[test]
+fn compile_error_shown_once_with_real_sccache() {
+    let Some(sccache) = require_sccache("compile_error_shown_once_with_real_sccache") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    assert_compile_error_once(&sb);
+    let stats = sb.sccache_stats(sccache);
+    assert!(
+        stats
+            .path(&["stats", "compile_requests"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+            >= 1,
+        "the failing library should have gone through sccache: {stats:?}"
+    );
+}
+
+/// A compiler killed by a signal under sccache: the shim dies by the same signal, prints none of
+/// sccache's words, and does not run the compiler a second time.
+#[test]
+fn compiler_killed_under_real_sccache() {
+    let Some(sccache) = require_sccache("compiler_killed_under_real_sccache") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "0");
+    sb.install_real_sccache(sccache);
+    let calls = sb.data.join("killed-calls");
+    // Behaves like rustc for sccache's probes and its dep-info pass; the real compile (the one
+    // emitting `link`, which sccache passes as `--emit dep-info,metadata,link`, and not asking
+    // for `--print file-names`) kills itself.
+    let compiler = sb.data.join("rustc");
+    write_script(
+        &compiler,
+        &format!(
+            "prev=; compile=; probe=\n\
+             for a in \"$@\"; do\n\
+             case \"$a\" in --print*) probe=1 ;; --emit=*link*) compile=1 ;; esac\n\
+             case \"$prev\" in --emit) case \"$a\" in *link*) compile=1 ;; esac ;; esac\n\
+             prev=$a\n\
+             done\n\
+             if [ -n \"$compile\" ] && [ -z \"$probe\" ]; then\n\
+             echo call >> {calls}; ulimit -c 0; kill -KILL $$; exit 99\n\
+             fi\n\
+             exec {rustc} \"$@\"\n",
+            calls = sh_quote(calls.as_os_str()),
+            rustc = sh_quote(toolchain_rustc().as_os_str()),
+        ),
+    );
+    write_file(&sb.ws.join("victim.rs"), "pub fn f() -> u32 { 1 }\n", 0o644);
+    let out_dir = sb.data.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut args: Vec<OsString> = vec![compiler.into_os_string()];
+    args.extend(cacheable_args("victim.rs", &out_dir));
+    let mut cmd = sb.shim(args);
+    cmd.current_dir(&sb.ws);
+    let r = run(&mut cmd, SHORT);
+    assert_eq!(
+        r.signal(),
+        Some(9),
+        "the shim must die by the compiler's signal: {}",
+        r.describe()
+    );
+    assert_eq!(count(&r.all(), "sccache:"), 0, "{}", r.describe());
+    let n = std::fs::read_to_string(&calls)
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    assert_eq!(n, 1, "the killed compile must run exactly once");
+    let stats = sb.sccache_stats(sccache);
+    assert!(
+        stats
+            .path(&["stats", "compile_requests"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+            >= 1,
+        "the call should have gone through sccache: {stats:?}"
+    );
+}
