@@ -1,5 +1,7 @@
-//! The human commands: `status`, `reset` (and `--help`, `--version` in main). Anything that is not
-//! one of these words is a compiler, and wrapper mode takes over.
+//! The human commands: `status`, `doctor`, `cache-key`, `reset` (and `--help`, `--version` in
+//! main). Anything that is not one of these words is a compiler, and wrapper mode takes over.
+//! Each command prints nothing until it has succeeded, and returns its errors to main's single
+//! error path.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -7,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use crate::cache_key;
 use crate::config::Config;
+use crate::doctor;
 use crate::state;
 use crate::status;
 
@@ -18,9 +22,25 @@ Usage:
   RUSTC_WRAPPER=maybe-sccache cargo build   (or [build] rustc-wrapper = \"maybe-sccache\")
   maybe-sccache <compiler> [args...]        what cargo runs for every compiler call
   maybe-sccache status [--json | --markdown]
-                                            where sccache is, the breaker, the counters
+                                            where sccache is, its server, the breaker, the
+                                            counters, sccache's own figures; always exits 0
+                                            (--markdown is made for $GITHUB_STEP_SUMMARY)
+  maybe-sccache doctor [--strict]           what would keep sccache from caching, one finding
+                                            a line with its fix; exits 0, or 1 with --strict
+                                            when something would stop caching
+  maybe-sccache cache-key [--lockfile PATH] [--prefix STR] [--github-output]
+                                            the actions/cache key for SCCACHE_DIR:
+                                              key=sccache-<host>-<release>-<prefix>-<hash>
+                                              restore-key=sccache-<host>-<release>-<prefix>-
+                                            <host> and <release> from `rustc -vV` ($RUSTC, else
+                                            rustc on PATH); <hash>: the first 16 hex digits of
+                                            the SHA-256 of Cargo.lock (--lockfile, else found
+                                            from the current directory upward); without a
+                                            --prefix (or with an empty one) the `<prefix>-` part
+                                            is left out; --github-output also appends both
+                                            lines to the file named by $GITHUB_OUTPUT
   maybe-sccache reset                       clear the breaker and the counters
-  maybe-sccache --help | --version
+  maybe-sccache --help | --version          (also `maybe-sccache <command> --help`)
 
 Environment:
   SCCACHE_PATH                  the sccache to use (else `sccache` on PATH, else $CARGO_HOME/bin)
@@ -34,7 +54,7 @@ Environment:
 ";
 
 pub fn is_subcommand(word: &str) -> bool {
-    matches!(word, "status" | "reset")
+    matches!(word, "status" | "doctor" | "cache-key" | "reset")
 }
 
 pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
@@ -45,8 +65,18 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                 .map_err(|a| anyhow::anyhow!("argument {a:?} is not valid UTF-8"))
         })
         .collect::<Result<_>>()?;
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let _ = std::io::stdout().write_all(USAGE.as_bytes());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::from_env();
     match command {
+        "doctor" => match args.as_slice() {
+            [] => doctor::run(false),
+            [flag] if flag == "--strict" => doctor::run(true),
+            _ => bail!("{}", doctor::USAGE),
+        },
+        "cache-key" => cache_key::run(&cache_key::parse_args(&args)?),
         "status" => {
             let format = match args.as_slice() {
                 [] => status::Format::Text,
@@ -63,6 +93,12 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                 bail!("usage: maybe-sccache reset");
             }
             match &config.state_dir {
+                // A file where the state dir should be holds no breaker and no counters: the
+                // shim treats it as no state at all, so there is nothing to clear.
+                Some(dir) if dir.exists() && !dir.is_dir() => eprintln!(
+                    "maybe-sccache: {} is not a directory, so it holds no state to clear",
+                    dir.display()
+                ),
                 Some(dir) => {
                     state::reset(dir).map_err(|e| {
                         anyhow::anyhow!("cannot clear the state in {}: {e}", dir.display())

@@ -1,8 +1,10 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
+mod cache_key;
 mod classify;
 mod cli;
 mod config;
+mod doctor;
 mod fallback;
 mod forward;
 mod locate;

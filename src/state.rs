@@ -124,9 +124,10 @@ pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
 
 pub fn read_counters(dir: &Path) -> Counters {
     let mut counters = Counters::new();
-    let Ok(text) = read_small(&dir.join("events")) else {
+    let Ok(bytes) = read_small_bytes(&dir.join("events")) else {
         return counters;
     };
+    let text = String::from_utf8_lossy(&bytes);
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let (Some(kind), Some(reason)) = (words.next(), words.next()) else {

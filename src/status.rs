@@ -2,12 +2,14 @@
 //! (`--markdown`). It never fails: missing or corrupt state shows up as empty.
 
 use std::fmt::Write as _;
+use std::fs::File;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::forward;
 use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state;
@@ -37,7 +39,7 @@ pub fn gather(config: &Config) -> Value {
     let version = path.as_deref().and_then(sccache_version);
     let up = path.is_some() && server::is_up();
     let stats = match (&path, up) {
-        (Some(p), true) => server::stats(p, Duration::from_secs(5)),
+        (Some(p), true) => server::stats(p, Duration::from_secs(5)).map(with_hit_rate),
         _ => None,
     };
     let dir = config.state_dir.as_deref();
@@ -70,19 +72,67 @@ pub fn gather(config: &Config) -> Value {
         },
         "sccache_stats": stats,
         "state_dir": dir.map(|d| d.display().to_string()),
+        "disabled": config.disabled,
     })
 }
 
-fn sccache_version(path: &std::path::Path) -> Option<String> {
-    let out = Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
+/// Adds `hit_rate` (hits over hits plus misses, 0 to 1; null before any) to sccache's figures.
+fn with_hit_rate(mut stats: Value) -> Value {
+    let n = |k: &str| stats.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (hits, misses) = (n("hits"), n("misses"));
+    let rate = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
+    if let Some(map) = stats.as_object_mut() {
+        map.insert("hit_rate".into(), json!(rate));
+    }
+    stats
+}
+
+/// `sccache --version`, as `0.16.0`. `None` when it cannot be run or does not answer in time.
+pub fn sccache_version(path: &std::path::Path) -> Option<String> {
+    let mut cmd = Command::new(path);
+    cmd.arg("--version").stdin(Stdio::null());
+    let (code, stdout, _) = run_captured(cmd, VERSION_TIMEOUT).ok()?;
+    if code != Some(0) {
+        return None;
+    }
+    version_from(&String::from_utf8_lossy(&stdout))
+}
+
+/// How long `sccache --version` may take before it counts as not answering.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn version_from(text: &str) -> Option<String> {
     let line = text.lines().next()?.trim();
-    Some(line.strip_prefix("sccache ").unwrap_or(line).to_owned())
+    let v = line.strip_prefix("sccache ").unwrap_or(line);
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// A finished helper command: its exit code (`None` for a signal), stdout and stderr.
+pub type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
+
+/// Runs a helper command with its output captured in unlinked temporary files, killing it at
+/// `timeout`, so that a hung sccache or rustc can never hang a human command. `Err` says why it
+/// could not be run or did not finish.
+pub fn run_captured(mut cmd: Command, timeout: Duration) -> Result<Captured, String> {
+    let tmp = || tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"));
+    let (mut out, mut err): (File, File) = (tmp()?, tmp()?);
+    let clone = |f: &File| {
+        f.try_clone()
+            .map_err(|e| format!("cannot create a temporary file: {e}"))
+    };
+    cmd.stdout(clone(&out)?).stderr(clone(&err)?);
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let status = forward::wait_until(&mut child, Instant::now() + timeout)
+        .map_err(|e| format!("cannot wait for it: {e}"))?;
+    let Some(status) = status else {
+        return Err(format!(
+            "no answer within {} s, stopped",
+            timeout.as_secs_f32()
+        ));
+    };
+    let stdout = forward::read_back(&mut out).unwrap_or_default();
+    let stderr = forward::read_back(&mut err).unwrap_or_default();
+    Ok((status.code(), stdout, stderr))
 }
 
 fn summary_lines(r: &Value) -> Vec<(String, String)> {
@@ -107,6 +157,12 @@ fn summary_lines(r: &Value) -> Vec<(String, String)> {
         ),
     };
     rows.push(("sccache".into(), found));
+    if r["disabled"].as_bool() == Some(true) {
+        rows.push((
+            "disabled".into(),
+            "MAYBE_SCCACHE_DISABLE is set: sccache is never used".into(),
+        ));
+    }
     rows.push((
         "server".into(),
         if s["server_up"].as_bool() == Some(true) {

@@ -12,6 +12,7 @@ mod support;
 mod cargo_builds;
 mod cli;
 mod fallback;
+mod front;
 mod passthrough;
 mod resilience;
 mod sccache_real;

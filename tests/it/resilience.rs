@@ -222,7 +222,10 @@ fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
     sb.fake_sccache_at(&path, FakeSccache::ErrorText);
     sb.build().assert_success();
     let st = status(&sb);
-    assert_eq!(st.path(&["counters", "trips"]).and_then(Json::as_u64), Some(1));
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(1)
+    );
     assert!(breaker_reason(&st).contains("start-failed"), "{st:?}");
     // Then the real one, once the cooldown has passed: one call probes, the breaker closes, and
     // the build is served by sccache again.

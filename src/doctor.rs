@@ -1,0 +1,602 @@
+//! `maybe-sccache doctor [--strict]`: what would keep sccache from caching here, one finding per
+//! line, each problem with its fix. It exits 0 whatever it finds, except with `--strict` when a
+//! finding would stop caching (exit 1), so that a CI job can choose to insist.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use crate::config::{Config, DEFAULT_START_TIMEOUT};
+use crate::locate::{self, Lookup};
+use crate::server;
+use crate::state;
+use crate::status::{run_captured, VERSION_TIMEOUT};
+
+pub const USAGE: &str = "usage: maybe-sccache doctor [--strict]";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Info,
+    /// Caching works, but not as well as it could.
+    Warn,
+    /// Caching stops: `--strict` fails.
+    Fail,
+}
+
+struct Finding {
+    level: Level,
+    text: String,
+    fix: Option<String>,
+}
+
+fn ok(text: impl Into<String>) -> Finding {
+    Finding {
+        level: Level::Ok,
+        text: text.into(),
+        fix: None,
+    }
+}
+
+fn info(text: impl Into<String>) -> Finding {
+    Finding {
+        level: Level::Info,
+        text: text.into(),
+        fix: None,
+    }
+}
+
+fn warn(text: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        level: Level::Warn,
+        text: text.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn fail(text: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        level: Level::Fail,
+        text: text.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub fn run(strict: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env();
+    let findings = examine(&config);
+    let mut out = String::new();
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        let _ = write!(out, "{tag:<4}  {}", one_line(&f.text));
+        if let Some(fix) = &f.fix {
+            let _ = write!(out, " -- fix: {}", one_line(fix));
+        }
+        out.push('\n');
+    }
+    let fails = findings.iter().filter(|f| f.level == Level::Fail).count();
+    let warns = findings.iter().filter(|f| f.level == Level::Warn).count();
+    let _ = match (fails, warns) {
+        (0, 0) => writeln!(out, "doctor: sccache should cache here"),
+        (0, w) => writeln!(
+            out,
+            "doctor: sccache should cache here; {w} warning(s) above"
+        ),
+        (f, w) => writeln!(
+            out,
+            "doctor: {f} finding(s) above stop caching, {w} warning(s)"
+        ),
+    };
+    // A closed stdout is no reason to fail.
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(if strict && fails > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Findings never span lines: sccache's own words may.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn examine(config: &Config) -> Vec<Finding> {
+    let mut findings = vec![wrapper()];
+    if config.disabled {
+        findings.push(fail(
+            "MAYBE_SCCACHE_DISABLE is set: the shim never uses sccache",
+            "unset MAYBE_SCCACHE_DISABLE (or set it to 0)",
+        ));
+    }
+    if let Some(sccache) = sccache(config, &mut findings) {
+        findings.push(server_start(config, &sccache));
+    }
+    findings.extend(storage());
+    findings.push(incremental(config));
+    findings.push(breaker(config));
+    findings.push(state_dir(config));
+    for (var, problem) in &config.problems {
+        findings.push(warn(
+            format!("{var}: {problem}"),
+            format!("set {var} to a number of seconds, or unset it"),
+        ));
+    }
+    findings
+}
+
+const WRAPPER_FIX: &str = "export RUSTC_WRAPPER=maybe-sccache, or add `[build] rustc-wrapper = \
+                           \"maybe-sccache\"` to .cargo/config.toml";
+
+/// Is cargo told to run maybe-sccache? The environment wins over config files, and among config
+/// files the one nearest the current directory wins, then `$CARGO_HOME/config.toml`.
+fn wrapper() -> Finding {
+    for var in ["RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER"] {
+        match env::var_os(var) {
+            None => {}
+            Some(v) if v.is_empty() => {
+                return fail(
+                    format!("wrapper: {var} is set but empty, which turns cargo's wrapper off"),
+                    format!("set {var}=maybe-sccache"),
+                )
+            }
+            Some(v) => return judge_wrapper(&v.to_string_lossy(), &format!("{var} (environment)")),
+        }
+    }
+    let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut files: Vec<PathBuf> = cwd.ancestors().map(|d| d.join(".cargo")).collect();
+    if let Some(home) = cargo_home() {
+        if !files.contains(&home) {
+            files.push(home);
+        }
+    }
+    for dir in &files {
+        // Cargo reads `config` (the old name) in preference to `config.toml` when both exist.
+        for name in ["config", "config.toml"] {
+            let path = dir.join(name);
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            if let Some(value) = rustc_wrapper_in(&text) {
+                return judge_wrapper(&value, &path.display().to_string());
+            }
+        }
+    }
+    let home = cargo_home().map_or("$CARGO_HOME".to_owned(), |h| h.display().to_string());
+    fail(
+        format!(
+            "wrapper: not configured (RUSTC_WRAPPER unset; no build.rustc-wrapper in \
+             .cargo/config.toml from {} upward or in {home}/config.toml)",
+            cwd.display()
+        ),
+        WRAPPER_FIX,
+    )
+}
+
+fn judge_wrapper(value: &str, source: &str) -> Finding {
+    let name = Path::new(value)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.as_str() {
+        "maybe-sccache" => {
+            let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            let path_var = env::var_os("PATH").unwrap_or_default();
+            match which::which_in(value, Some(&path_var), &cwd) {
+                Ok(found) => ok(format!(
+                    "wrapper: {source} sets it to {value} ({})",
+                    found.display()
+                )),
+                Err(_) => fail(
+                    format!(
+                        "wrapper: {source} sets it to {value}, which cannot be found: cargo \
+                         fails to run any compile"
+                    ),
+                    "put maybe-sccache on PATH (cargo install --locked --path <its checkout>), \
+                     or name it by absolute path",
+                ),
+            }
+        }
+        "sccache" => warn(
+            format!(
+                "wrapper: {source} sets it to {value}, sccache itself: every build fails when \
+                 sccache is missing or broken"
+            ),
+            "use maybe-sccache as the wrapper instead; it runs sccache when it works",
+        ),
+        _ => warn(
+            format!("wrapper: {source} sets it to {value}, not maybe-sccache"),
+            WRAPPER_FIX,
+        ),
+    }
+}
+
+/// The value of `build.rustc-wrapper` in a cargo config file, read line by line: a `[build]`
+/// table with `rustc-wrapper = "…"`, or a dotted `build.rustc-wrapper = "…"` at the top.
+pub fn rustc_wrapper_in(text: &str) -> Option<String> {
+    let mut table = String::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.split(']').next().unwrap_or("");
+            table = header.chars().filter(|c| !c.is_whitespace()).collect();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key: String = key
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        let full = if table.is_empty() {
+            key
+        } else {
+            format!("{table}.{key}")
+        };
+        if full == "build.rustc-wrapper" {
+            return toml_string(value.trim());
+        }
+    }
+    None
+}
+
+/// A TOML basic (`"…"`) or literal (`'…'`) string at the start of `s`.
+fn toml_string(s: &str) -> Option<String> {
+    let mut chars = s.chars();
+    match chars.next()? {
+        '\'' => Some(chars.take_while(|c| *c != '\'').collect()),
+        '"' => {
+            let mut out = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(out),
+                    '\\' => match chars.next()? {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        other => out.push(other),
+                    },
+                    c => out.push(c),
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    match env::var_os("CARGO_HOME") {
+        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
+        _ => dirs::home_dir().map(|h| h.join(".cargo")),
+    }
+}
+
+/// Found, runnable, which version. The path, when it can be used.
+fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
+    let (path, origin) = match locate::find_sccache(config) {
+        Lookup::Found { path, origin } => (path, origin),
+        Lookup::NotFound { looked } => {
+            findings.push(fail(
+                format!("sccache: not found (looked at: {})", looked.join(", ")),
+                "install sccache (cargo install --locked sccache, or a release binary) and put \
+                 it on PATH, or set SCCACHE_PATH to it",
+            ));
+            return None;
+        }
+    };
+    let mut cmd = Command::new(&path);
+    cmd.arg("--version").stdin(Stdio::null());
+    let problem = match run_captured(cmd, VERSION_TIMEOUT) {
+        Ok((Some(0), stdout, _)) => {
+            let text = String::from_utf8_lossy(&stdout);
+            let version = text.lines().next().unwrap_or("").trim().to_owned();
+            findings.push(ok(format!(
+                "sccache: {} at {} (found via {origin})",
+                if version.is_empty() {
+                    "unknown version"
+                } else {
+                    &version
+                },
+                path.display()
+            )));
+            return Some(path);
+        }
+        Ok((code, _, stderr)) => format!(
+            "`sccache --version` failed ({}): {}",
+            code.map_or("killed by a signal".to_owned(), |c| format!(
+                "exit code {c}"
+            )),
+            String::from_utf8_lossy(&stderr)
+                .lines()
+                .next()
+                .unwrap_or("no output")
+        ),
+        Err(e) => format!("`sccache --version`: {e}"),
+    };
+    findings.push(fail(
+        format!(
+            "sccache: {} (found via {origin}) does not run: {problem}",
+            path.display()
+        ),
+        "reinstall sccache, or set SCCACHE_PATH to a working sccache",
+    ));
+    None
+}
+
+fn server_address() -> String {
+    if let Some(uds) = env::var_os("SCCACHE_SERVER_UDS") {
+        return format!("socket {}", Path::new(&uds).display());
+    }
+    let port = env::var("SCCACHE_SERVER_PORT").unwrap_or_else(|_| "4226".into());
+    format!("port {port}")
+}
+
+/// Can the server start, and how long does it take? The same start the shim does, under the same
+/// deadline; a server started here is left running for the build that follows.
+fn server_start(config: &Config, sccache: &Path) -> Finding {
+    if server::is_up() {
+        return ok(format!(
+            "server: an sccache server is already running ({})",
+            server_address()
+        ));
+    }
+    let started = Instant::now();
+    let result = server::start(sccache, config.depth, config.start_timeout);
+    let ms = started.elapsed().as_millis();
+    match result {
+        Ok(()) if started.elapsed() * 2 > config.start_timeout => warn(
+            format!(
+                "server: started in {ms} ms, more than half of the {} s the shim allows",
+                config.start_timeout.as_secs_f32()
+            ),
+            format!(
+                "raise MAYBE_SCCACHE_START_TIMEOUT (default {} s), or look at why the storage \
+                 backend is slow",
+                DEFAULT_START_TIMEOUT.as_secs()
+            ),
+        ),
+        Ok(()) => ok(format!(
+            "server: started in {ms} ms ({}; left running for the build)",
+            server_address()
+        )),
+        Err(server::StartFailure(reason)) => fail(
+            format!("server: did not start ({ms} ms): {reason}"),
+            "run `SCCACHE_LOG=debug sccache --start-server` to see why; check the SCCACHE_* \
+             storage settings; if it is only slow, raise MAYBE_SCCACHE_START_TIMEOUT",
+        ),
+    }
+}
+
+/// Variables that select a storage backend other than the local disk.
+const REMOTE_BACKENDS: &[&str] = &[
+    "SCCACHE_BUCKET",
+    "SCCACHE_REDIS",
+    "SCCACHE_REDIS_ENDPOINT",
+    "SCCACHE_REDIS_CLUSTER_ENDPOINTS",
+    "SCCACHE_MEMCACHED",
+    "SCCACHE_MEMCACHED_ENDPOINT",
+    "SCCACHE_GCS_BUCKET",
+    "SCCACHE_AZURE_CONNECTION_STRING",
+    "SCCACHE_GHA_ENABLED",
+    "SCCACHE_WEBDAV_ENDPOINT",
+    "SCCACHE_OSS_BUCKET",
+    "SCCACHE_COS_BUCKET",
+];
+
+/// Where sccache keeps its local cache when `SCCACHE_DIR` is unset (its `ProjectDirs` rule).
+fn default_sccache_dir() -> Option<PathBuf> {
+    if cfg!(target_os = "macos") {
+        dirs::cache_dir().map(|d| d.join("Mozilla.sccache"))
+    } else if cfg!(windows) {
+        dirs::data_local_dir().map(|d| d.join("Mozilla").join("sccache").join("cache"))
+    } else {
+        dirs::cache_dir().map(|d| d.join("sccache"))
+    }
+}
+
+/// The local cache: is `SCCACHE_DIR` writable, and is its size bounded?
+fn storage() -> Vec<Finding> {
+    if let Some(var) = REMOTE_BACKENDS
+        .iter()
+        .find(|v| env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
+    {
+        return vec![info(format!(
+            "storage: {var} selects a remote backend; SCCACHE_DIR and SCCACHE_CACHE_SIZE are \
+             not used, the server start above checks the backend"
+        ))];
+    }
+    let (dir, origin) = match env::var_os("SCCACHE_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => (Some(PathBuf::from(d)), "SCCACHE_DIR"),
+        None => (
+            default_sccache_dir(),
+            "sccache's default, SCCACHE_DIR is unset",
+        ),
+    };
+    let dir_finding = match dir {
+        None => warn(
+            "storage: SCCACHE_DIR is unset and there is no user cache directory",
+            "set SCCACHE_DIR to a writable directory",
+        ),
+        Some(dir) => match writable(&dir) {
+            Ok(note) => ok(format!(
+                "storage: {} ({origin}) is writable{note}",
+                dir.display()
+            )),
+            Err(e) => fail(
+                format!("storage: {} ({origin}) is not writable: {e}", dir.display()),
+                "set SCCACHE_DIR to a writable directory",
+            ),
+        },
+    };
+    let size_finding = match env::var("SCCACHE_CACHE_SIZE") {
+        Err(env::VarError::NotPresent) => warn(
+            "cache size: SCCACHE_CACHE_SIZE is unset, so the local cache may grow to 10G, \
+             more than a CI cache should carry",
+            "set SCCACHE_CACHE_SIZE, e.g. SCCACHE_CACHE_SIZE=512M",
+        ),
+        Ok(v) if valid_size(&v) => ok(format!("cache size: SCCACHE_CACHE_SIZE={v}")),
+        Ok(v) => warn(
+            format!(
+                "cache size: SCCACHE_CACHE_SIZE={v:?} is not a size sccache reads; it uses 10G"
+            ),
+            "write a number of bytes with an optional K, M, G or T suffix, e.g. 512M",
+        ),
+        Err(_) => warn(
+            "cache size: SCCACHE_CACHE_SIZE is not valid UTF-8",
+            "write a number of bytes with an optional K, M, G or T suffix, e.g. 512M",
+        ),
+    };
+    vec![dir_finding, size_finding]
+}
+
+/// sccache's sizes: digits, then an optional K, M, G or T.
+fn valid_size(v: &str) -> bool {
+    let digits = v
+        .strip_suffix(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't'])
+        .unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Can files be created in `dir`, or, if it does not exist yet, can it be created? Checked by
+/// creating (and removing) a temporary file; nothing is left behind.
+fn writable(dir: &Path) -> Result<&'static str, String> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err("it is not a directory".into());
+        }
+        return try_write(dir).map(|()| "");
+    }
+    let parent = dir
+        .ancestors()
+        .skip(1)
+        .find(|a| a.exists())
+        .ok_or_else(|| "no part of it exists".to_owned())?;
+    if !parent.is_dir() {
+        return Err(format!("{} is not a directory", parent.display()));
+    }
+    try_write(parent)
+        .map(|()| " (it does not exist yet; it will be created)")
+        .map_err(|e| format!("it does not exist and {e}"))
+}
+
+fn try_write(dir: &Path) -> Result<(), String> {
+    tempfile::Builder::new()
+        .prefix(".maybe-sccache-doctor.")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))
+}
+
+fn incremental(config: &Config) -> Finding {
+    if let Some(var) = config.incremental_var {
+        return fail(
+            format!(
+                "incremental: {var}=1; sccache cannot cache incremental compiles, so the shim \
+                 sends every compile straight to rustc"
+            ),
+            "set CARGO_INCREMENTAL=0 (a CI build gains nothing from incremental)",
+        );
+    }
+    match env::var_os("CARGO_INCREMENTAL") {
+        Some(v) if v == "0" => ok("incremental: CARGO_INCREMENTAL=0"),
+        _ => warn(
+            "incremental: CARGO_INCREMENTAL is not 0, so cargo may compile workspace crates \
+             incrementally (dev profiles do), and sccache cannot cache those (dependencies \
+             are still cached)",
+            "set CARGO_INCREMENTAL=0 in CI",
+        ),
+    }
+}
+
+fn breaker(config: &Config) -> Finding {
+    let b = state::read_breaker(config.state_dir.as_deref());
+    let now = state::now_secs();
+    let reason = b.reason.as_deref().unwrap_or("no reason recorded");
+    if b.is_open_at(now) {
+        let left = b.open_until.unwrap_or(now).saturating_sub(now);
+        return fail(
+            format!(
+                "breaker: open for {left} s more, compiling without sccache until then; last \
+                 failure: {reason}"
+            ),
+            "fix the cause, then run `maybe-sccache reset` (or wait)",
+        );
+    }
+    match b.failed_at {
+        Some(at) => info(format!(
+            "breaker: closed; last failure {} s ago: {reason}",
+            now.saturating_sub(at)
+        )),
+        None => ok("breaker: closed, no failure on record"),
+    }
+}
+
+fn state_dir(config: &Config) -> Finding {
+    const FIX: &str = "set MAYBE_SCCACHE_STATE_DIR to a writable directory";
+    match &config.state_dir {
+        None => warn(
+            "state: no state directory (MAYBE_SCCACHE_STATE_DIR unset, no user cache \
+             directory): no breaker, no counters",
+            FIX,
+        ),
+        Some(dir) => match writable(dir) {
+            Ok(note) => ok(format!("state: {} is writable{note}", dir.display())),
+            Err(e) => warn(
+                format!(
+                    "state: {} is not writable ({e}): no breaker, no counters",
+                    dir.display()
+                ),
+                FIX,
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_in_config() {
+        assert_eq!(
+            rustc_wrapper_in("[build]\nrustc-wrapper = \"maybe-sccache\"\n").as_deref(),
+            Some("maybe-sccache")
+        );
+        assert_eq!(
+            rustc_wrapper_in("# c\n[ build ] # x\njobs = 2\nrustc-wrapper='/a/b'\n").as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            rustc_wrapper_in("build.rustc-wrapper = \"w\"\n").as_deref(),
+            Some("w")
+        );
+        assert_eq!(
+            rustc_wrapper_in("[target.x]\nrustc-wrapper = \"w\"\n[build]\n"),
+            None
+        );
+        assert_eq!(rustc_wrapper_in("[build]\n# rustc-wrapper = \"w\"\n"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        for good in ["512M", "10G", "1024", "2t"] {
+            assert!(valid_size(good), "{good}");
+        }
+        for bad in ["", "M", "1.5G", "512MB", "-1G", "ten"] {
+            assert!(!valid_size(bad), "{bad}");
+        }
+    }
+}
