@@ -260,12 +260,17 @@ pub fn reset(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn read_small(path: &Path) -> io::Result<String> {
-    let mut text = String::new();
+fn read_small_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
     File::open(path)?
         .take(4 * 1024 * 1024)
-        .read_to_string(&mut text)?;
-    Ok(text)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn read_small(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_small_bytes(path)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
