@@ -6,7 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, ExitStatus};
 
 /// The compiler itself could not be started. Reported as `cannot run <path>: <reason>`.
 #[derive(Debug)]
@@ -58,6 +58,29 @@ pub fn run_compiler(compiler: &OsStr, args: &[OsString]) -> Result<ExitCode, Can
         let status = cmd.status().map_err(cannot_run)?;
         Ok(exit_code_of(status.code().unwrap_or(1)))
     }
+}
+
+/// Runs the compiler as a child and waits for it, for when the shim still has work to do after.
+pub fn run_compiler_child(compiler: &OsStr, args: &[OsString]) -> Result<ExitStatus, CannotRun> {
+    Command::new(compiler)
+        .args(args)
+        .status()
+        .map_err(|source| CannotRun {
+            program: compiler.to_owned(),
+            source,
+        })
+}
+
+/// Ends this process as the child ended: the same exit code, or death by the same signal.
+pub fn exit_code_of_status(status: ExitStatus) -> ExitCode {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return die_by_signal(sig);
+        }
+    }
+    exit_code_of(status.code().unwrap_or(1))
 }
 
 /// An exit code as the process's own. Codes outside 0..=255 keep their low byte, as on Unix.

@@ -49,6 +49,12 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
         return compile_directly(state_dir, reason, &compiler, &args);
     }
 
+    // A compiler that cannot be found is not sccache's problem: let it fail on its own, so the
+    // breaker does not open over it.
+    if !compiler_exists(&compiler) {
+        return compile_directly(state_dir, "compiler-not-found", &compiler, &args);
+    }
+
     // 3. Forward, and judge what sccache did.
     let captured = match forward::run_sccache(&sccache, &compiler, &args, config.depth, None) {
         Ok(captured) => captured,
@@ -60,10 +66,18 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
     match forward::judge(&captured) {
         Verdict::SccacheFailed(reason) => {
             let text = String::from_utf8_lossy(&captured.stderr);
-            let detail = text.lines().next().unwrap_or("").to_owned();
-            state::trip(state_dir, config.cooldown, &format!("{reason}: {detail}"));
+            log::info!("fallback {reason}: {}", compiler.to_string_lossy());
             log::debug!("sccache said: {}", text.trim_end());
-            compile_directly(state_dir, reason, &compiler, &args)
+            state::record(state_dir, Event::Fallback, reason);
+            // sccache's error may have been about this call's input (a missing source file
+            // makes its hashing fail) rather than about sccache. Only a compile that works
+            // without sccache proves sccache at fault, so the compiler runs as a child here.
+            let status = fallback::run_compiler_child(&compiler, &args)?;
+            if status.success() {
+                let detail = text.lines().next().unwrap_or("");
+                state::trip(state_dir, config.cooldown, &format!("{reason}: {detail}"));
+            }
+            Ok(fallback::exit_code_of_status(status))
         }
         Verdict::Compiled(code) => {
             state::record(state_dir, Event::Forwarded, "-");
@@ -87,6 +101,15 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
             Ok(fallback::die_by_signal(sig))
         }
     }
+}
+
+fn compiler_exists(compiler: &OsString) -> bool {
+    let path = Path::new(compiler);
+    if path.components().count() > 1 {
+        return path.is_file();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    which::which_in(compiler, std::env::var_os("PATH"), cwd).is_ok()
 }
 
 /// Why this call should not touch sccache at all, if it should not.

@@ -533,3 +533,35 @@ fn one_redis_shared_by_two_sccache_servers() {
     assert_ne!(machines[0].port, machines[1].port);
     assert_ne!(machines[0].sccache_dir, machines[1].sccache_dir);
 }
+
+/// An sccache error on a call whose compile fails without sccache too may be about the input
+/// (sccache cannot hash a missing file, say): it must not open the breaker for the whole build.
+/// The same error on a call that compiles fine without sccache does.
+#[test]
+fn breaker_blames_sccache_only_when_the_direct_compile_works() {
+    for (code, trips) in [(1, 0), (0, 1)] {
+        let sb = Sandbox::new();
+        sb.fake_sccache(FakeSccache::Fatal);
+        let fake = sb.fake_rustc(b"", b"error: from the compiler\n", Ending::Exit(code));
+        let out_dir = sb.data.join("out");
+        let mut args = vec![fake.path.clone().into_os_string()];
+        args.extend(cacheable_args("src/lib.rs", &out_dir));
+        let r = run(&mut sb.shim(&args), SHORT);
+        assert_eq!(r.code(), Some(code), "{}", r.describe());
+        assert_eq!(
+            count(&r.stderr, "error: from the compiler"),
+            1,
+            "{}",
+            r.describe()
+        );
+        assert!(!r.err().contains("sccache"), "{}", r.describe());
+        assert_eq!(fake.calls(), 1);
+        let st = status(&sb);
+        assert_eq!(
+            st.path(&["counters", "trips"]).and_then(Json::as_u64),
+            Some(trips),
+            "compiler exit {code}: {st:?}"
+        );
+        assert_eq!(counter(&st, "fallback", "sccache-fatal"), 1, "{st:?}");
+    }
+}
