@@ -565,3 +565,101 @@ fn breaker_blames_sccache_only_when_the_direct_compile_works() {
         assert_eq!(counter(&st, "fallback", "sccache-fatal"), 1, "{st:?}");
     }
 }
+
+/// An sccache server that idled out, with its backend gone since: the next build must not wait
+/// on a server start that cannot succeed.
+#[test]
+fn server_idled_out_and_backend_gone_since() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("idled_out") else {
+        return;
+    };
+    if !require_redis("idled_out") {
+        return;
+    }
+    let mut redis = Redis::start(&sb.data).unwrap();
+    sb.set_env("SCCACHE_REDIS_ENDPOINT", redis.url());
+    let expected = write_libs(&sb.ws, 3, true);
+    sb.install_real_sccache(sccache);
+    sb.build().assert_success();
+    assert!(
+        status(&sb)
+            .path(&["counters", "forwarded"])
+            .and_then(Json::as_u64)
+            >= Some(1)
+    );
+    // The server goes away (as after SCCACHE_IDLE_TIMEOUT), then the backend does.
+    run(sb.command(sccache).arg("--stop-server"), SHORT).assert_success();
+    redis.kill();
+    fs::remove_dir_all(&sb.target).unwrap();
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert!(
+        breaker_reason(&st).contains("backend-unreachable"),
+        "{st:?}"
+    );
+    assert_eq!(st.path(&["sccache", "server_up"]), Some(&Json::Bool(false)));
+}
+
+/// `SCCACHE_ERROR_LOG` that cannot be opened makes sccache's server die silently, and its client
+/// wait out the whole start-up time-out; the shim sees it before starting anything.
+#[test]
+fn unopenable_sccache_error_log_opens_the_breaker_at_once() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("error_log") else {
+        return;
+    };
+    sb.set_env(
+        "SCCACHE_ERROR_LOG",
+        sb.root().join("no/such/dir/sccache.log"),
+    );
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.install_real_sccache(sccache);
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = status(&sb);
+    assert!(breaker_reason(&st).contains("SCCACHE_ERROR_LOG"), "{st:?}");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(1)
+    );
+}
+
+/// Over a Unix socket too, concurrent first calls wait for the one start instead of racing
+/// their own (which could leave two servers with split statistics).
+#[test]
+fn parallel_cold_start_over_a_unix_socket_reaches_one_server() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("parallel_uds") else {
+        return;
+    };
+    let socket = sb.data.join("sccache.sock");
+    sb.set_env("SCCACHE_SERVER_UDS", &socket);
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let expected = write_libs(&sb.ws, 8, false);
+    sb.install_real_sccache(sccache);
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j8"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log_text.matches("sccache --start-server").count(),
+        1,
+        "{log_text}"
+    );
+    let stats = sb.sccache_stats(sccache);
+    let requests = stats
+        .path(&["stats", "compile_requests"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    assert!(
+        requests >= 8,
+        "all crates reached the one server: {requests}"
+    );
+}
