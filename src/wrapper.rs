@@ -45,18 +45,17 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
             return compile_directly(state_dir, "not-found", &compiler, &args);
         }
     };
-    if let Err(reason) = ensure_usable(&config, &sccache) {
-        return compile_directly(state_dir, reason, &compiler, &args);
-    }
-
     // A compiler that cannot be found is not sccache's problem: let it fail on its own, so the
     // breaker does not open over it.
     if !compiler_exists(&compiler) {
         return compile_directly(state_dir, "compiler-not-found", &compiler, &args);
     }
+    if let Err(reason) = ensure_usable(&config, &sccache) {
+        return compile_directly(state_dir, reason, &compiler, &args);
+    }
 
     // 3. Forward, and judge what sccache did.
-    let captured = match forward::run_sccache(&sccache, &compiler, &args, config.depth, None) {
+    let captured = match forward::run_sccache(&sccache, &compiler, &args, config.depth) {
         Ok(captured) => captured,
         Err(e) => {
             state::trip(state_dir, config.cooldown, &format!("spawn-failed: {e:#}"));
