@@ -11,14 +11,11 @@ use crate::support::*;
 // Helpers
 
 fn parse_json(r: &Run) -> Json {
-    Json::parse(&r.out()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.describe()))
+    json_from_str(&r.out()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.describe()))
 }
 
 fn str_at<'a>(j: &'a Json, keys: &[&str]) -> Option<&'a str> {
-    match j.path(keys) {
-        Some(Json::Str(s)) => Some(s),
-        _ => None,
-    }
+    j.path(keys).and_then(Json::as_str)
 }
 
 fn u64_at(j: &Json, keys: &[&str]) -> u64 {
@@ -141,7 +138,7 @@ fn status_before_any_build() {
     assert_eq!(j.path(&["sccache", "path"]), Some(&Json::Null), "{j:?}");
     assert_eq!(j.path(&["sccache", "version"]), Some(&Json::Null), "{j:?}");
     match j.path(&["sccache", "looked"]) {
-        Some(Json::Arr(places)) => assert!(!places.is_empty(), "{j:?}"),
+        Some(Json::Array(places)) => assert!(!places.is_empty(), "{j:?}"),
         other => panic!("sccache.looked should list the places looked: {other:?}"),
     }
     assert_eq!(str_at(&j, &["breaker", "state"]), Some("closed"), "{j:?}");
@@ -150,7 +147,7 @@ fn status_before_any_build() {
     for kind in ["bypassed", "fallback"] {
         assert_eq!(
             j.path(&["counters", kind]),
-            Some(&Json::Obj(Vec::new())),
+            Some(&Json::Object(serde_json::Map::new())),
             "counters.{kind} should be an empty object: {j:?}"
         );
     }
@@ -309,7 +306,7 @@ fn status_after_a_fallback_only_build() {
     let j = status_json(&sb);
     assert_eq!(
         j.path(&["counters", "fallback"]),
-        Some(&Json::Obj(Vec::new())),
+        Some(&Json::Object(serde_json::Map::new())),
         "{j:?}"
     );
 }

@@ -95,7 +95,7 @@ fn assert_app_prints(sb: &Sandbox, expected: &str) {
 fn status(sb: &Sandbox) -> Json {
     let r = run(&mut sb.shim(["status", "--json"]), SHORT);
     r.assert_success();
-    Json::parse(&r.out()).unwrap_or_else(|e| panic!("bad status JSON ({e}): {}", r.out()))
+    json_from_str(&r.out()).unwrap_or_else(|e| panic!("bad status JSON ({e}): {}", r.out()))
 }
 
 fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
@@ -107,14 +107,14 @@ fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
 
 fn breaker_state(status: &Json) -> String {
     match status.path(&["breaker", "state"]) {
-        Some(Json::Str(s)) => s.clone(),
+        Some(Json::String(s)) => s.clone(),
         other => panic!("breaker.state missing: {other:?}"),
     }
 }
 
 fn breaker_reason(status: &Json) -> String {
     match status.path(&["breaker", "last_failure", "reason"]) {
-        Some(Json::Str(s)) => s.clone(),
+        Some(Json::String(s)) => s.clone(),
         _ => String::new(),
     }
 }
@@ -262,7 +262,7 @@ fn parallel_cold_start_reaches_one_server() {
     assert_eq!(breaker_state(&st), "closed", "{st:?}");
     assert_eq!(
         st.path(&["counters", "fallback"]),
-        Some(&Json::Obj(Vec::new())),
+        Some(&Json::Object(serde_json::Map::new())),
         "no call may fall back: {st:?}"
     );
     let log_text = fs::read_to_string(&log).unwrap();

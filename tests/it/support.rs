@@ -545,7 +545,7 @@ impl Sandbox {
             SHORT,
         );
         r.assert_success();
-        Json::parse(&r.out()).unwrap_or_else(|e| panic!("bad stats JSON ({e}): {}", r.out()))
+        json_from_str(&r.out()).unwrap_or_else(|e| panic!("bad stats JSON ({e}): {}", r.out()))
     }
 
     /// The file a fake sccache appends one line per call to.
@@ -793,202 +793,39 @@ pub fn cacheable_args(input: &str, out_dir: &Path) -> Vec<OsString> {
     args
 }
 
-/// A minimal JSON value, enough for sccache's statistics.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+/// A JSON value (sccache's statistics, `maybe-sccache status --json`).
+pub type Json = serde_json::Value;
+
+/// Parses a whole JSON document.
+pub fn json_from_str(text: &str) -> Result<Json, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-impl Json {
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing characters at {}", p.i));
-        }
-        Ok(v)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    pub fn path(&self, keys: &[&str]) -> Option<&Json> {
-        keys.iter().try_fold(self, |v, k| v.get(k))
-    }
-
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Json::Num(n) if *n >= 0.0 => Some(*n as u64),
-            _ => None,
-        }
-    }
+/// Lookups on a [`Json`] value.
+pub trait JsonExt {
+    /// The value reached by following object keys; `None` if a key is missing or a value on the
+    /// way is not an object.
+    fn path(&self, keys: &[&str]) -> Option<&Json>;
 
     /// Sum of the numbers in an object like `{"Rust": 3, "C": 1}`.
-    pub fn sum_counts(&self) -> u64 {
-        match self {
-            Json::Obj(fields) => fields.iter().filter_map(|(_, v)| v.as_u64()).sum(),
-            _ => 0,
-        }
-    }
+    fn sum_counts(&self) -> u64;
 }
 
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
+impl JsonExt for Json {
+    fn path(&self, keys: &[&str]) -> Option<&Json> {
+        keys.iter().try_fold(self, |v, k| v.as_object()?.get(*k))
     }
 
-    fn eat(&mut self, b: u8) -> Result<(), String> {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at {}", b as char, self.i))
-        }
-    }
-
-    fn lit(&mut self, word: &str, v: Json) -> Result<Json, String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            Err(format!("bad literal at {}", self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err("unexpected end".into()),
-            Some(b'n') => self.lit("null", Json::Null),
-            Some(b't') => self.lit("true", Json::Bool(true)),
-            Some(b'f') => self.lit("false", Json::Bool(false)),
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("bad array at {}", self.i)),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.eat(b':')?;
-                    fields.push((key, self.value()?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(fields));
-                        }
-                        _ => return Err(format!("bad object at {}", self.i)),
-                    }
-                }
-            }
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-0123456789.eE".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                std::str::from_utf8(&self.s[start..self.i])
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .map(Json::Num)
-                    .ok_or_else(|| format!("bad number at {start}"))
-            }
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            let Some(&b) = self.s.get(self.i) else {
-                return Err("unterminated string".into());
-            };
-            self.i += 1;
-            match b {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        return Err("bad escape".into());
-                    };
-                    self.i += 1;
-                    let c = match e {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        b'r' => '\r',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'u' => {
-                            let hex = self
-                                .s
-                                .get(self.i..self.i + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .ok_or("bad \\u escape")?;
-                            self.i += 4;
-                            char::from_u32(hex).unwrap_or('\u{fffd}')
-                        }
-                        other => other as char,
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                _ => out.push(b),
-            }
-        }
+    fn sum_counts(&self) -> u64 {
+        self.as_object()
+            .map_or(0, |fields| fields.values().filter_map(Json::as_u64).sum())
     }
 }
 
 #[test]
-fn json_parser_reads_sccache_stats() {
+fn json_helpers_read_sccache_stats() {
     let text = r#"{"stats":{"compile_requests":5,"cache_hits":{"counts":{"Rust":3,"C":1},"adv_counts":{}},"multi_level":null,"x":[1,true,"a\"b"]},"cache_location":"Local disk: \"/tmp/x\"","version":"0.16.0"}"#;
-    let v = Json::parse(text).unwrap();
+    let v = json_from_str(text).unwrap();
     assert_eq!(
         v.path(&["stats", "cache_hits", "counts"])
             .unwrap()
@@ -1000,6 +837,6 @@ fn json_parser_reads_sccache_stats() {
             .and_then(Json::as_u64),
         Some(5)
     );
-    assert_eq!(v.get("version"), Some(&Json::Str("0.16.0".into())));
-    assert!(Json::parse("{").is_err());
+    assert_eq!(v.get("version"), Some(&Json::String("0.16.0".into())));
+    assert!(json_from_str("{").is_err());
 }
