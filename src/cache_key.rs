@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::status::run_captured;
+use crate::child::run_bounded;
 
 pub const USAGE: &str =
     "usage: maybe-sccache cache-key [--lockfile PATH] [--prefix STR] [--github-output]";
@@ -192,7 +192,7 @@ fn rustc_host_and_release() -> Result<(String, String)> {
     let (program, described) = rustc_program()?;
     let mut cmd = Command::new(&program);
     cmd.arg("-vV").stdin(Stdio::null());
-    let (code, stdout, stderr) = run_captured(cmd, RUSTC_TIMEOUT)
+    let (code, stdout, stderr) = run_bounded(cmd, RUSTC_TIMEOUT)
         .map_err(|e| anyhow!("cannot run {} ({described}): {e}", program.display()))?;
     if code != Some(0) {
         let said = String::from_utf8_lossy(&stderr);

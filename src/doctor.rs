@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+use crate::child::run_bounded;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
 use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state;
-use crate::status::{run_captured, VERSION_TIMEOUT};
+use crate::status::VERSION_TIMEOUT;
 
 pub const USAGE: &str = "usage: maybe-sccache doctor [--strict]";
 
@@ -154,7 +155,7 @@ fn wrapper() -> Finding {
     }
     let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut files: Vec<PathBuf> = cwd.ancestors().map(|d| d.join(".cargo")).collect();
-    if let Some(home) = cargo_home() {
+    if let Some(home) = locate::cargo_home() {
         if !files.contains(&home) {
             files.push(home);
         }
@@ -171,7 +172,7 @@ fn wrapper() -> Finding {
             }
         }
     }
-    let home = cargo_home().map_or("$CARGO_HOME".to_owned(), |h| h.display().to_string());
+    let home = locate::cargo_home().map_or("$CARGO_HOME".to_owned(), |h| h.display().to_string());
     fail(
         format!(
             "wrapper: not configured (RUSTC_WRAPPER unset; no build.rustc-wrapper in \
@@ -277,13 +278,6 @@ fn toml_string(s: &str) -> Option<String> {
     }
 }
 
-fn cargo_home() -> Option<PathBuf> {
-    match env::var_os("CARGO_HOME") {
-        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
-        _ => dirs::home_dir().map(|h| h.join(".cargo")),
-    }
-}
-
 /// Found, runnable, which version. The path, when it can be used.
 fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
     let (path, origin) = match locate::find_sccache(config) {
@@ -299,7 +293,7 @@ fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
     };
     let mut cmd = Command::new(&path);
     cmd.arg("--version").stdin(Stdio::null());
-    let problem = match run_captured(cmd, VERSION_TIMEOUT) {
+    let problem = match run_bounded(cmd, VERSION_TIMEOUT) {
         Ok((Some(0), stdout, _)) => {
             let text = String::from_utf8_lossy(&stdout);
             let version = text.lines().next().unwrap_or("").trim().to_owned();

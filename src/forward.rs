@@ -7,14 +7,13 @@
 //! from cargo and fall back without showing anything twice.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::child;
 use crate::config::DEPTH_VAR;
 
 /// What sccache left behind.
@@ -64,36 +63,10 @@ pub fn run_sccache(
     let elapsed = started.elapsed();
     Ok(Captured {
         status,
-        stdout: read_back(&mut out)?,
-        stderr: read_back(&mut err)?,
+        stdout: child::read_back(&mut out)?,
+        stderr: child::read_back(&mut err)?,
         elapsed,
     })
-}
-
-/// Waits for `child` until `deadline`. On time-out the child is killed and reaped, and `None` is
-/// returned.
-pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-pub fn read_back(file: &mut File) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    file.read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 /// Judges a finished sccache call. sccache 0.16 reports its own failures as lines starting

@@ -74,7 +74,8 @@ pub fn find_sccache(config: &Config) -> Lookup {
     Lookup::NotFound { looked }
 }
 
-fn cargo_home() -> Option<PathBuf> {
+/// `$CARGO_HOME`, else `~/.cargo`, as cargo itself decides.
+pub fn cargo_home() -> Option<PathBuf> {
     match env::var_os("CARGO_HOME") {
         Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
         _ => dirs::home_dir().map(|h| h.join(".cargo")),

@@ -1,6 +1,7 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
 mod cache_key;
+mod child;
 mod classify;
 mod cli;
 mod config;

@@ -5,15 +5,14 @@
 //! already running answers "Address in use", which counts as success.
 
 use std::env;
-use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::child::run_bounded;
 use crate::config::DEPTH_VAR;
-use crate::forward;
 
 /// Is an sccache server accepting connections where the client will look for it?
 /// The same address rules as sccache 0.16 (`SCCACHE_SERVER_UDS`, else `SCCACHE_SERVER_PORT`).
@@ -200,60 +199,6 @@ pub fn stop_detached(sccache: &Path) {
     }
     let _ = cmd.spawn();
 }
-
-/// Runs a helper command with its output captured, in its own process group, killed with that
-/// group at `timeout`. Returns (exit code, stdout, stderr).
-/// A helper command's exit code (`None` for a signal), stdout and stderr.
-type Output = (Option<i32>, Vec<u8>, Vec<u8>);
-
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
-    let out = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
-    let err = tempfile::tempfile().map_err(|e| format!("tempfile: {e}"))?;
-    let (mut out_r, mut err_r) = (
-        out.try_clone().map_err(|e| e.to_string())?,
-        err.try_clone().map_err(|e| e.to_string())?,
-    );
-    cmd.stdout(out).stderr(err);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    let program: OsString = cmd.get_program().to_owned();
-    let mut child: Child = cmd.spawn().map_err(|e| {
-        format!(
-            "spawn-failed: cannot run {}: {e}",
-            program.to_string_lossy()
-        )
-    })?;
-    let pid = child.id();
-    let status = forward::wait_until(&mut child, Instant::now() + timeout)
-        .map_err(|e| format!("wait-failed: {e}"))?;
-    let Some(status) = status else {
-        kill_group(pid);
-        return Err(format!(
-            "timeout: {} did not answer within {} s",
-            program.to_string_lossy(),
-            timeout.as_secs_f32()
-        ));
-    };
-    // A finished command's group is left alone: with `SCCACHE_NO_DAEMON=1` the server it started
-    // lives on in that group, and it is the server we wanted.
-    let stdout = forward::read_back(&mut out_r).unwrap_or_default();
-    let stderr = forward::read_back(&mut err_r).unwrap_or_default();
-    Ok((status.code(), stdout, stderr))
-}
-
-#[cfg(unix)]
-fn kill_group(pid: u32) {
-    // SAFETY: signalling a process group we created; a group that is gone just fails.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-    }
-}
-
-#[cfg(not(unix))]
-fn kill_group(_pid: u32) {}
 
 #[cfg(test)]
 mod tests {

@@ -2,14 +2,13 @@
 //! (`--markdown`). It never fails: missing or corrupt state shows up as empty.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::child::run_bounded;
 use crate::config::Config;
-use crate::forward;
 use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state;
@@ -91,7 +90,7 @@ fn with_hit_rate(mut stats: Value) -> Value {
 pub fn sccache_version(path: &std::path::Path) -> Option<String> {
     let mut cmd = Command::new(path);
     cmd.arg("--version").stdin(Stdio::null());
-    let (code, stdout, _) = run_captured(cmd, VERSION_TIMEOUT).ok()?;
+    let (code, stdout, _) = run_bounded(cmd, VERSION_TIMEOUT).ok()?;
     if code != Some(0) {
         return None;
     }
@@ -105,34 +104,6 @@ fn version_from(text: &str) -> Option<String> {
     let line = text.lines().next()?.trim();
     let v = line.strip_prefix("sccache ").unwrap_or(line);
     (!v.is_empty()).then(|| v.to_owned())
-}
-
-/// A finished helper command: its exit code (`None` for a signal), stdout and stderr.
-pub type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
-
-/// Runs a helper command with its output captured in unlinked temporary files, killing it at
-/// `timeout`, so that a hung sccache or rustc can never hang a human command. `Err` says why it
-/// could not be run or did not finish.
-pub fn run_captured(mut cmd: Command, timeout: Duration) -> Result<Captured, String> {
-    let tmp = || tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"));
-    let (mut out, mut err): (File, File) = (tmp()?, tmp()?);
-    let clone = |f: &File| {
-        f.try_clone()
-            .map_err(|e| format!("cannot create a temporary file: {e}"))
-    };
-    cmd.stdout(clone(&out)?).stderr(clone(&err)?);
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let status = forward::wait_until(&mut child, Instant::now() + timeout)
-        .map_err(|e| format!("cannot wait for it: {e}"))?;
-    let Some(status) = status else {
-        return Err(format!(
-            "no answer within {} s, stopped",
-            timeout.as_secs_f32()
-        ));
-    };
-    let stdout = forward::read_back(&mut out).unwrap_or_default();
-    let stderr = forward::read_back(&mut err).unwrap_or_default();
-    Ok((status.code(), stdout, stderr))
 }
 
 fn summary_lines(r: &Value) -> Vec<(String, String)> {
