@@ -18,20 +18,13 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
     let (mut out, mut err) = (tmp()?, tmp()?);
     let clone = |f: &File| f.try_clone().map_err(|e| format!("tempfile: {e}"));
     cmd.stdout(clone(&out)?).stderr(clone(&err)?);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd
-        .spawn()
+    let mut child = spawn_in_own_group(&mut cmd)
         .map_err(|e| format!("spawn-failed: cannot run {program}: {e}"))?;
-    let pid = child.id();
-    let status = wait_until(&mut child, Instant::now() + timeout)
+    let status = wait_until(child.inner(), Instant::now() + timeout)
         .map_err(|e| format!("wait-failed: {e}"))?;
     let Some(status) = status else {
-        kill_group(pid);
+        child.kill_group();
         return Err(format!(
             "timeout: {program} did not answer within {} s and was stopped",
             timeout.as_secs_f32()
@@ -44,9 +37,8 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
     Ok((status.code(), stdout, stderr))
 }
 
-/// Waits for `child` until `deadline`. On time-out the child is killed and reaped, and `None` is
-/// returned.
-fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+/// Waits for `child` until `deadline`; `None` if it is still running then.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -54,12 +46,106 @@ fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitSta
         }
         let now = Instant::now();
         if now >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             return Ok(None);
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A child in a process group of its own, so that it can be stopped with everything it started.
+/// While it runs, the signals that end a build (Ctrl-C, `kill`) are passed on to its group, since
+/// the terminal or cargo no longer reach it directly.
+pub struct GroupChild {
+    child: Child,
+}
+
+/// Starts `cmd` in its own process group.
+pub fn spawn_in_own_group(cmd: &mut Command) -> io::Result<GroupChild> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        signals::install();
+    }
+    let child = cmd.spawn()?;
+    #[cfg(unix)]
+    signals::add(child.id());
+    Ok(GroupChild { child })
+}
+
+impl GroupChild {
+    pub fn inner(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Kills the child's whole group and reaps the child.
+    pub fn kill_group(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        signals::remove(self.child.id());
+    }
+}
+
+#[cfg(unix)]
+mod signals {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Once;
+
+    /// Process groups that ending signals are passed on to; 0 marks a free slot. A handful is
+    /// plenty: at most a forwarded call and the watchdog's helper run at once.
+    static GROUPS: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+
+    const ENDING: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+    pub fn add(pid: u32) {
+        for slot in &GROUPS {
+            if slot
+                .compare_exchange(0, pid as i32, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    pub fn remove(pid: u32) {
+        for slot in &GROUPS {
+            let _ = slot.compare_exchange(pid as i32, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+
+    pub fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            for sig in ENDING {
+                // SAFETY: `on_signal` only calls async-signal-safe functions (kill, signal, raise).
+                unsafe {
+                    libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+                }
+            }
+        });
+    }
+
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: async-signal-safe calls only; the process then ends by the same signal.
+        unsafe {
+            for slot in &GROUPS {
+                let group = slot.load(Ordering::SeqCst);
+                if group > 0 {
+                    libc::kill(-group, sig);
+                }
+            }
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
     }
 }
 

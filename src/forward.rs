@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::child;
 use crate::config::DEPTH_VAR;
+use crate::server;
 
 /// What sccache left behind.
 pub struct Captured {
@@ -36,38 +37,65 @@ pub enum Verdict {
     SccacheFailed(&'static str),
 }
 
-/// Runs sccache for one compiler call and waits for it. There is deliberately no deadline: the
-/// call includes the caller's own compile, which may rightly take longer than any bound. Hangs
-/// are kept out by the bounded server start before it, and slow backends by the breaker after.
+/// How a forwarded call ended: with sccache's result, or with sccache not answering.
+pub enum Ran {
+    Finished(Captured),
+    /// sccache stopped answering while the call ran; it was killed (with anything it started).
+    Hung(String),
+}
+
+/// Runs sccache for one compiler call and waits for it. There is no deadline on the call itself:
+/// it includes the caller's own compile, which may rightly take longer than any bound. Instead,
+/// once the call has taken `watch`, a watchdog asks the sccache server for its statistics every
+/// few seconds; a server that no longer answers those is hung, and the call is abandoned.
 pub fn run_sccache(
     sccache: &Path,
     compiler: &OsStr,
     args: &[OsString],
     depth: u32,
-) -> Result<Captured> {
+    watch: Duration,
+) -> Result<Ran> {
     let mut out = tempfile::tempfile().context("cannot create a temporary file")?;
     let mut err = tempfile::tempfile().context("cannot create a temporary file")?;
     let started = Instant::now();
-    let mut child = Command::new(sccache)
-        .arg(compiler)
+    let mut cmd = Command::new(sccache);
+    cmd.arg(compiler)
         .args(args)
         .env(DEPTH_VAR, (depth + 1).to_string())
         // A lost connection to the server then makes sccache compile locally instead of failing.
         .env("SCCACHE_IGNORE_SERVER_IO_ERROR", "1")
         .stdin(Stdio::inherit())
         .stdout(out.try_clone()?)
-        .stderr(err.try_clone()?)
-        .spawn()
+        .stderr(err.try_clone()?);
+    let mut child = child::spawn_in_own_group(&mut cmd)
         .with_context(|| format!("cannot run {}", sccache.display()))?;
-    let status = child.wait()?;
+    let mut next_check = started + watch;
+    let status = loop {
+        if let Some(status) = child::wait_until(child.inner(), next_check)? {
+            break status;
+        }
+        if server::stats(sccache, WATCHDOG_ANSWER).is_none() {
+            child.kill_group();
+            return Ok(Ran::Hung(format!(
+                "hung: sccache did not answer its statistics request within {} s, {} s into a call",
+                WATCHDOG_ANSWER.as_secs(),
+                started.elapsed().as_secs()
+            )));
+        }
+        next_check = Instant::now() + WATCHDOG_EVERY;
+    };
     let elapsed = started.elapsed();
-    Ok(Captured {
+    Ok(Ran::Finished(Captured {
         status,
         stdout: child::read_back(&mut out)?,
         stderr: child::read_back(&mut err)?,
         elapsed,
-    })
+    }))
 }
+
+/// How long the server has to answer the watchdog, and how often it is asked.
+const WATCHDOG_ANSWER: Duration = Duration::from_secs(10);
+const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Judges a finished sccache call. sccache 0.16 reports its own failures as lines starting
 /// `sccache: ` (`sccache: error: …`, `sccache: caused by: …`) with exit code 2, and failures of its

@@ -15,7 +15,7 @@ use anyhow::Result;
 use crate::classify;
 use crate::config::Config;
 use crate::fallback;
-use crate::forward::{self, Verdict};
+use crate::forward::{self, Ran, Verdict};
 use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state::{self, Event};
@@ -55,8 +55,13 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
     }
 
     // 3. Forward, and judge what sccache did.
-    let captured = match forward::run_sccache(&sccache, &compiler, &args, config.depth) {
-        Ok(captured) => captured,
+    let ran = forward::run_sccache(&sccache, &compiler, &args, config.depth, config.slow_call);
+    let captured = match ran {
+        Ok(Ran::Finished(captured)) => captured,
+        Ok(Ran::Hung(why)) => {
+            state::trip(state_dir, config.cooldown, &why);
+            return compile_directly(state_dir, "hung", &compiler, &args);
+        }
         Err(e) => {
             state::trip(state_dir, config.cooldown, &format!("spawn-failed: {e:#}"));
             return compile_directly(state_dir, "spawn-failed", &compiler, &args);

@@ -186,7 +186,7 @@ fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
     write_script(
         &fake,
         &format!(
-            "printf '%s\\n' \"$*\" >> {}\nsleep 3600\n",
+            "printf '%s\\n' \"$*\" >> {}\nsleep 3601\n",
             sh_quote(calls.as_os_str())
         ),
     );
@@ -194,15 +194,11 @@ fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
     assert_eq!(sb.sccache_calls().len(), 1, "{:?}", sb.sccache_calls());
+    // The script and the sleep it started (a duration no other test uses) are both gone.
     let left = processes_mentioning(&fake.display().to_string());
-    let sleepers = processes_mentioning("sleep 3600");
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    assert!(
-        sleepers
-            .iter()
-            .all(|p| !p.contains(&sb.root().display().to_string())),
-        "{sleepers:?}"
-    );
+    let sleepers = processes_mentioning("sleep 3601");
+    assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
     let st = status(&sb);
     assert_eq!(breaker_state(&st), "open");
     assert!(breaker_reason(&st).contains("timeout"), "{st:?}");
@@ -662,4 +658,40 @@ fn parallel_cold_start_over_a_unix_socket_reaches_one_server() {
         requests >= 8,
         "all crates reached the one server: {requests}"
     );
+}
+
+/// A server that stops answering in the middle of a call (it started fine): the watchdog notices,
+/// kills the client with everything it started, opens the breaker, and the crate compiles
+/// directly.
+#[test]
+fn sccache_hanging_mid_call_is_abandoned() {
+    let mut sb = Sandbox::new();
+    // The watchdog starts asking after one second instead of the default.
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    let expected = write_libs(&sb.ws, 3, true);
+    let calls = sb.sccache_calls_file();
+    let fake = sb.bin.join("sccache");
+    write_script(
+        &fake,
+        &format!(
+            "printf '%s\\n' \"$*\" >> {}\ncase \"$1\" in --start-server) exit 0;; esac\nsleep 3602\n",
+            sh_quote(calls.as_os_str())
+        ),
+    );
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let calls = sb.sccache_calls();
+    assert_eq!(
+        calls.iter().filter(|c| !c.starts_with("--")).count(),
+        1,
+        "one compile went to sccache, the rest compiled directly: {calls:?}"
+    );
+    let left = processes_mentioning(&fake.display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let sleepers = processes_mentioning("sleep 3602");
+    assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
+    let st = status(&sb);
+    assert!(breaker_reason(&st).contains("hung"), "{st:?}");
+    assert_eq!(counter(&st, "fallback", "hung"), 1, "{st:?}");
 }
