@@ -157,13 +157,16 @@ pub fn read_back(file: &mut File) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Kills the process group led by `pid` (which `spawn_in_own_group` made).
 #[cfg(unix)]
-fn kill_group(pid: u32) {
+pub fn kill_group(pid: u32) {
     // SAFETY: signalling a process group this module created; a group that is gone just fails.
     unsafe {
         libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
     }
 }
 
+// Without process groups there is nothing to kill by id here; on such platforms a hung call is
+// only ended by its own sccache. Windows would need a job object for this.
 #[cfg(not(unix))]
-fn kill_group(_pid: u32) {}
+pub fn kill_group(_pid: u32) {}

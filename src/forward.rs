@@ -9,6 +9,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -53,7 +54,7 @@ pub fn run_sccache(
     compiler: &OsStr,
     args: &[OsString],
     depth: u32,
-    watch: Duration,
+    watch_after: Duration,
 ) -> Result<Ran> {
     let mut out = tempfile::tempfile().context("cannot create a temporary file")?;
     let mut err = tempfile::tempfile().context("cannot create a temporary file")?;
@@ -69,28 +70,74 @@ pub fn run_sccache(
         .stderr(err.try_clone()?);
     let mut child = child::spawn_in_own_group(&mut cmd)
         .with_context(|| format!("cannot run {}", sccache.display()))?;
-    let mut next_check = started + watch;
-    let status = loop {
-        if let Some(status) = child::wait_until(child.inner(), next_check)? {
-            break status;
-        }
-        if server::stats(sccache, WATCHDOG_ANSWER).is_none() {
-            child.kill_group();
-            return Ok(Ran::Hung(format!(
-                "hung: sccache did not answer its statistics request within {} s, {} s into a call",
-                WATCHDOG_ANSWER.as_secs(),
-                started.elapsed().as_secs()
-            )));
-        }
-        next_check = Instant::now() + WATCHDOG_EVERY;
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    spawn_watchdog(
+        sccache,
+        child.inner().id(),
+        watch.clone(),
+        started + watch_after,
+    );
+    // A blocking wait: the shim learns of the end of the call the moment it happens.
+    let status = child.inner().wait()?;
+    let hung = {
+        let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
+        w.finished = true;
+        w.hung.take()
     };
-    let elapsed = started.elapsed();
+    if let Some(why) = hung {
+        return Ok(Ran::Hung(why));
+    }
     Ok(Ran::Finished(Captured {
         status,
         stdout: child::read_back(&mut out)?,
         stderr: child::read_back(&mut err)?,
-        elapsed,
+        elapsed: started.elapsed(),
     }))
+}
+
+/// What the watchdog and the waiting thread share. The lock orders "the call finished" against
+/// "the call is declared hung and killed", so exactly one of them happens.
+#[derive(Default)]
+struct Watch {
+    finished: bool,
+    hung: Option<String>,
+}
+
+/// From `first_check` on, asks the sccache server for its statistics every few seconds; if it
+/// does not answer, kills the call's process group (the waiting thread then wakes up).
+fn spawn_watchdog(sccache: &Path, pid: u32, watch: Arc<Mutex<Watch>>, first_check: Instant) {
+    let sccache = sccache.to_owned();
+    let started = Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut next = first_check;
+            loop {
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                if watch.lock().map_or(true, |w| w.finished) {
+                    return;
+                }
+                let answered = server::stats(&sccache, WATCHDOG_ANSWER).is_some();
+                let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
+                if w.finished {
+                    return;
+                }
+                if !answered {
+                    w.hung = Some(format!(
+                        "hung: sccache did not answer a statistics request within {} s, {} s \
+                         into a call",
+                        WATCHDOG_ANSWER.as_secs(),
+                        started.elapsed().as_secs()
+                    ));
+                    child::kill_group(pid);
+                    return;
+                }
+                next = Instant::now() + WATCHDOG_EVERY;
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no watchdog for this call: {e}");
+    }
 }
 
 /// How long the server has to answer the watchdog, and how often it is asked.
