@@ -86,6 +86,11 @@ fn url_password(s: &str) -> Option<&str> {
     (!pw.is_empty()).then_some(pw)
 }
 
+/// `redact` with the secrets of this process's environment.
+pub fn redact_secrets(text: &str) -> String {
+    redact(text, &secret_values())
+}
+
 /// Replaces known secret values, and any URL's user information, by `[redacted]`.
 pub fn redact(line: &str, secrets: &[String]) -> String {
     let mut out = line.to_owned();

@@ -229,9 +229,16 @@ pub fn trip(dir: Option<&Path>, cooldown: Duration, reason: &str) {
     let mut b = read_breaker(dir);
     b.open_until = Some(now + cooldown.as_secs());
     b.failed_at = Some(now);
-    b.reason = Some(reason.to_owned());
+    // The reason quotes sccache, whose errors can name a backend URL with its password; it is
+    // kept on disk and shown by `status` (in a CI job summary, say), so it is redacted first.
+    let reason = crate::logging::redact_secrets(reason);
+    b.reason = Some(reason.clone());
     write_breaker(dir, &b);
-    record(dir, Event::Trip, reason.split(':').next().unwrap_or(reason));
+    record(
+        dir,
+        Event::Trip,
+        reason.split(':').next().unwrap_or(&reason),
+    );
     log::warn!("breaker open for {} s: {reason}", cooldown.as_secs());
 }
 

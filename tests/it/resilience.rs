@@ -695,3 +695,36 @@ fn sccache_hanging_mid_call_is_abandoned() {
     assert!(breaker_reason(&st).contains("hung"), "{st:?}");
     assert_eq!(counter(&st, "fallback", "hung"), 1, "{st:?}");
 }
+
+/// The breaker keeps sccache's error as the reason and `status` shows it (in a CI job summary,
+/// say): secrets quoted by that error must not get there.
+#[test]
+fn breaker_reason_never_holds_a_secret() {
+    let mut sb = Sandbox::new();
+    sb.set_env("MY_DEPLOY_TOKEN", "tok-4f9a8b7c6d");
+    write_libs(&sb.ws, 1, true);
+    write_script(
+        &sb.bin.join("sccache"),
+        "echo \"sccache: error: Server startup failed: cannot reach \
+         redis://admin:pw-91827364@127.0.0.1:1/0 with $MY_DEPLOY_TOKEN\" >&2\nexit 2\n",
+    );
+    sb.build().assert_success().assert_no_shim_noise();
+    for format in ["--json", "--markdown", ""] {
+        let mut cmd = sb.shim(["status"]);
+        if !format.is_empty() {
+            cmd.arg(format);
+        }
+        let r = run(&mut cmd, SHORT);
+        r.assert_success();
+        let out = r.out();
+        assert!(
+            out.contains("Server startup failed"),
+            "the reason is kept: {out}"
+        );
+        assert!(!out.contains("pw-91827364"), "{out}");
+        assert!(!out.contains("tok-4f9a8b7c6d"), "{out}");
+    }
+    let on_disk = fs::read(sb.state.join("breaker")).unwrap();
+    assert_eq!(count(&on_disk, "pw-91827364"), 0);
+    assert_eq!(count(&on_disk, "tok-4f9a8b7c6d"), 0);
+}
