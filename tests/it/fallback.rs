@@ -121,24 +121,10 @@ fn faulty_sccache_then_compiler_signal() {
     assert!(r.stdout == OUT && r.stderr == ERR, "{}", r.describe());
 }
 
-fn build_passes_quietly(sb: &Sandbox) -> Run {
-    sb.write_fixture(Fixture::Good);
-    let r = sb.build();
-    r.assert_success().assert_no_shim_noise();
-    assert_eq!(
-        count(&r.stderr, RUSTC_WARNING),
-        1,
-        "the fixture's warning must be shown exactly once: {}",
-        r.describe()
-    );
-    sb.assert_app_output();
-    r
-}
-
 #[test]
 fn cargo_build_without_sccache() {
     let sb = Sandbox::new();
-    build_passes_quietly(&sb);
+    sb.assert_good_build();
 }
 
 #[test]
@@ -146,7 +132,7 @@ fn cargo_build_disabled_never_calls_sccache() {
     let mut sb = Sandbox::new();
     sb.set_env("MAYBE_SCCACHE_DISABLE", "1");
     sb.fake_sccache(FakeSccache::ErrorText);
-    build_passes_quietly(&sb);
+    sb.assert_good_build();
     assert_eq!(
         sb.sccache_calls(),
         Vec::<String>::new(),
@@ -157,7 +143,7 @@ fn cargo_build_disabled_never_calls_sccache() {
 fn cargo_build_with_fault(fault: Fault) {
     let mut sb = Sandbox::new();
     let records = fault.install(&mut sb);
-    build_passes_quietly(&sb);
+    sb.assert_good_build();
     if records {
         assert!(
             !sb.sccache_calls().is_empty(),

@@ -102,12 +102,6 @@ fn shim_in(sb: &Sandbox, dir: &Path, args: &[&str]) -> Run {
     run(&mut cmd, SHORT)
 }
 
-fn status_json(sb: &Sandbox) -> Json {
-    let r = run(&mut sb.shim(["status", "--json"]), SHORT);
-    assert_clean_success(&r);
-    parse_json(&r)
-}
-
 /// Puts this shim on `PATH` as `maybe-sccache`, as `cargo install` would.
 fn install_shim(sb: &Sandbox) {
     std::os::unix::fs::symlink(SHIM, sb.bin.join("maybe-sccache")).unwrap();
@@ -134,7 +128,7 @@ fn example(rel: &str) -> String {
 #[test]
 fn status_before_any_build() {
     let sb = Sandbox::new();
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert_eq!(j.path(&["sccache", "path"]), Some(&Json::Null), "{j:?}");
     assert_eq!(j.path(&["sccache", "version"]), Some(&Json::Null), "{j:?}");
     match j.path(&["sccache", "looked"]) {
@@ -287,7 +281,7 @@ fn status_after_a_fallback_only_build() {
     fs::remove_file(sb.ws.join("Cargo.lock")).unwrap();
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert_eq!(j.path(&["sccache", "path"]), Some(&Json::Null), "{j:?}");
     assert!(
         u64_at(&j, &["counters", "fallback", "not-found"]) >= 1,
@@ -303,7 +297,7 @@ fn status_after_a_fallback_only_build() {
     let r = run(&mut sb.shim(["reset"]), SHORT);
     assert_clean_success(&r);
     assert!(r.stdout.is_empty(), "{}", r.describe());
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert_eq!(
         j.path(&["counters", "fallback"]),
         Some(&Json::Object(serde_json::Map::new())),
@@ -324,7 +318,7 @@ fn status_after_a_forwarded_build() {
     fs::remove_file(sb.ws.join("Cargo.lock")).unwrap();
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert!(
         u64_at(&j, &["counters", "forwarded"]) >= 1,
         "the compile should have gone through sccache: {j:?}"
@@ -366,7 +360,7 @@ fn status_shows_an_open_breaker_and_reset_closes_it() {
         ),
         0o600,
     );
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert_eq!(str_at(&j, &["breaker", "state"]), Some("open"), "{j:?}");
     assert_eq!(
         str_at(&j, &["breaker", "last_failure", "reason"]),
@@ -383,7 +377,7 @@ fn status_shows_an_open_breaker_and_reset_closes_it() {
     );
 
     assert_clean_success(&run(&mut sb.shim(["reset"]), SHORT));
-    let j = status_json(&sb);
+    let j = sb.status_json();
     assert_eq!(str_at(&j, &["breaker", "state"]), Some("closed"), "{j:?}");
     assert_eq!(
         j.path(&["breaker", "last_failure"]),

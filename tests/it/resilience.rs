@@ -91,13 +91,6 @@ fn assert_app_prints(sb: &Sandbox, expected: &str) {
     );
 }
 
-/// `maybe-sccache status --json`, parsed.
-fn status(sb: &Sandbox) -> Json {
-    let r = run(&mut sb.shim(["status", "--json"]), SHORT);
-    r.assert_success();
-    json_from_str(&r.out()).unwrap_or_else(|e| panic!("bad status JSON ({e}): {}", r.out()))
-}
-
 fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
     status
         .path(&["counters", kind, reason])
@@ -169,7 +162,7 @@ fn slow_failing_sccache_is_tried_at_most_three_times_in_a_12_crate_build() {
         "sccache was tried {n} times: {:?}",
         sb.sccache_calls()
     );
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open");
     assert!(counter(&st, "fallback", "breaker-open") >= 10, "{st:?}");
 }
@@ -199,7 +192,7 @@ fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let sleepers = processes_mentioning("sleep 3601");
     assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open");
     assert!(breaker_reason(&st).contains("timeout"), "{st:?}");
 }
@@ -217,7 +210,7 @@ fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
     let path = sb.bin.join("sccache");
     sb.fake_sccache_at(&path, FakeSccache::ErrorText);
     sb.build().assert_success();
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(
         st.path(&["counters", "trips"]).and_then(Json::as_u64),
         Some(1)
@@ -231,7 +224,7 @@ fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
     fs::remove_dir_all(&sb.target).unwrap();
     sb.build().assert_success();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "closed", "{st:?}");
     assert!(
         st.path(&["counters", "forwarded"]).and_then(Json::as_u64) >= Some(2),
@@ -254,7 +247,7 @@ fn parallel_cold_start_reaches_one_server() {
     r.assert_success();
     assert!(!r.err().contains("sccache"), "{}", r.describe());
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "closed", "{st:?}");
     assert_eq!(
         st.path(&["counters", "fallback"]),
@@ -290,7 +283,7 @@ fn corrupt_and_unwritable_state_never_fail_a_build() {
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(
         breaker_state(&st),
         "open",
@@ -441,7 +434,7 @@ fn redis_unreachable_at_start_the_build_passes() {
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open");
     assert_eq!(
         st.path(&["counters", "trips"]).and_then(Json::as_u64),
@@ -465,7 +458,7 @@ fn redis_killed_while_the_server_runs_opens_the_breaker() {
     sb.install_real_sccache(sccache);
     // The server starts against a healthy Redis and serves the first crate.
     run(&mut sb.cargo(&["build", "--offline", "-p", "l1"]), BUILD).assert_success();
-    assert_eq!(breaker_state(&status(&sb)), "closed");
+    assert_eq!(breaker_state(&sb.status_json()), "closed");
     redis.kill();
     fs::remove_dir_all(&sb.target).unwrap();
     // sccache alone would make every cacheable crate wait out its Redis time-outs (about a
@@ -477,7 +470,7 @@ fn redis_killed_while_the_server_runs_opens_the_breaker() {
     );
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open", "{st:?}");
     assert!(breaker_reason(&st).contains("backend-errors"), "{st:?}");
     assert!(counter(&st, "fallback", "breaker-open") >= 10, "{st:?}");
@@ -552,7 +545,7 @@ fn breaker_blames_sccache_only_when_the_direct_compile_works() {
         );
         assert!(!r.err().contains("sccache"), "{}", r.describe());
         assert_eq!(fake.calls(), 1);
-        let st = status(&sb);
+        let st = sb.status_json();
         assert_eq!(
             st.path(&["counters", "trips"]).and_then(Json::as_u64),
             Some(trips),
@@ -579,7 +572,7 @@ fn server_idled_out_and_backend_gone_since() {
     sb.install_real_sccache(sccache);
     sb.build().assert_success();
     assert!(
-        status(&sb)
+        sb.status_json()
             .path(&["counters", "forwarded"])
             .and_then(Json::as_u64)
             >= Some(1)
@@ -591,7 +584,7 @@ fn server_idled_out_and_backend_gone_since() {
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open", "{st:?}");
     assert!(
         breaker_reason(&st).contains("backend-unreachable"),
@@ -617,7 +610,7 @@ fn unopenable_sccache_error_log_opens_the_breaker_at_once() {
     let r = sb.build();
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
-    let st = status(&sb);
+    let st = sb.status_json();
     assert!(breaker_reason(&st).contains("SCCACHE_ERROR_LOG"), "{st:?}");
     assert_eq!(
         st.path(&["counters", "trips"]).and_then(Json::as_u64),
@@ -691,7 +684,7 @@ fn sccache_hanging_mid_call_is_abandoned() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let sleepers = processes_mentioning("sleep 3602");
     assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
-    let st = status(&sb);
+    let st = sb.status_json();
     assert!(breaker_reason(&st).contains("hung"), "{st:?}");
     assert_eq!(counter(&st, "fallback", "hung"), 1, "{st:?}");
 }

@@ -15,24 +15,10 @@ fn stat(stats: &Json, key: &str) -> u64 {
         .sum_counts()
 }
 
-/// A passing build of the fixture: no sccache or shim text, the fixture's warning exactly once,
-/// a working binary.
-fn good_build(sb: &Sandbox) {
-    let r = sb.build();
-    r.assert_success().assert_no_shim_noise();
-    assert_eq!(
-        count(&r.stderr, RUSTC_WARNING),
-        1,
-        "the fixture's warning must be shown exactly once: {}",
-        r.describe()
-    );
-    sb.assert_app_output();
-}
-
 /// Builds, cleans, builds again: the second build is served from sccache's cache.
 fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path) {
     sb.write_fixture(Fixture::Good);
-    good_build(sb);
+    sb.assert_good_build();
     let first = sb.sccache_stats(sccache);
     assert!(
         stat(&first, "cache_misses") >= LIB_CRATES,
@@ -46,7 +32,7 @@ fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path) {
     );
 
     run(&mut sb.cargo(&["clean"]), BUILD).assert_success();
-    good_build(sb);
+    sb.assert_good_build();
     let second = sb.sccache_stats(sccache);
     assert!(
         stat(&second, "cache_hits") >= LIB_CRATES,
@@ -89,7 +75,7 @@ fn cargo_clippy_through_shim_and_sccache() {
     sb.write_fixture(Fixture::Good);
     // A plain build first fills the cache with rustc's results, which must not be served to
     // clippy.
-    good_build(&sb);
+    sb.assert_good_build();
     for round in 0..2 {
         let r = run(&mut sb.cargo(&["clippy", "--offline"]), BUILD);
         r.assert_success().assert_no_shim_noise();
@@ -112,7 +98,7 @@ fn cargo_incremental_with_real_sccache_builds() {
     sb.set_env("CARGO_INCREMENTAL", "1");
     sb.install_real_sccache(sccache);
     sb.write_fixture(Fixture::Good);
-    good_build(&sb);
+    sb.assert_good_build();
     assert_no_server(&sb, "CARGO_INCREMENTAL=1");
 }
 

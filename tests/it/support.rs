@@ -537,6 +537,31 @@ impl Sandbox {
         *self.stop_server_with.borrow_mut() = Some(sccache.to_owned());
     }
 
+    /// `maybe-sccache status --json`, parsed; it must exit 0 without a panic.
+    pub fn status_json(&self) -> Json {
+        let r = run(&mut self.shim(["status", "--json"]), SHORT);
+        assert_eq!(r.code(), Some(0), "{}", r.describe());
+        assert_eq!(count(&r.all(), "panicked"), 0, "{}", r.describe());
+        json_from_str(&r.out())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.describe()))
+    }
+
+    /// A passing build of the good fixture: no sccache or shim text, the fixture's warning
+    /// exactly once, a working binary.
+    pub fn assert_good_build(&self) -> Run {
+        self.write_fixture(Fixture::Good);
+        let r = self.build();
+        r.assert_success().assert_no_shim_noise();
+        assert_eq!(
+            count(&r.stderr, RUSTC_WARNING),
+            1,
+            "the fixture's warning must be shown exactly once: {}",
+            r.describe()
+        );
+        self.assert_app_output();
+        r
+    }
+
     /// `sccache --show-stats --stats-format json`, parsed.
     pub fn sccache_stats(&self, sccache: &Path) -> Json {
         let r = run(
