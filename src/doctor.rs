@@ -331,11 +331,7 @@ fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
 }
 
 fn server_address() -> String {
-    if let Some(uds) = env::var_os("SCCACHE_SERVER_UDS") {
-        return format!("socket {}", Path::new(&uds).display());
-    }
-    let port = env::var("SCCACHE_SERVER_PORT").unwrap_or_else(|_| "4226".into());
-    format!("port {port}")
+    server::address().to_string()
 }
 
 /// Can the server start, and how long does it take? The same start the shim does, under the same

@@ -14,38 +14,100 @@ use std::time::{Duration, Instant};
 use crate::child::run_bounded;
 use crate::config::DEPTH_VAR;
 
-/// Is an sccache server accepting connections where the client will look for it?
-/// The same address rules as sccache 0.16 (`SCCACHE_SERVER_UDS`, else `SCCACHE_SERVER_PORT`).
-pub fn is_up() -> bool {
+/// Where the sccache client looks for its server.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Addr {
+    Tcp(u16),
+    /// A Unix socket at this path.
     #[cfg(unix)]
-    if let Some(uds) = env::var_os("SCCACHE_SERVER_UDS") {
-        return uds_is_up(&uds);
+    Socket(std::path::PathBuf),
+    /// A Linux abstract socket with this name (without the leading NUL).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Abstract(Vec<u8>),
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Tcp(port) => write!(f, "port {port}"),
+            #[cfg(unix)]
+            Addr::Socket(path) => write!(f, "socket {}", path.display()),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Addr::Abstract(name) => write!(f, "abstract socket \\x00{}", name.escape_ascii()),
+        }
+    }
+}
+
+/// The server address by sccache 0.16's rules (`get_addr` in its `src/commands.rs`,
+/// `SocketAddr::parse_uds` in `src/net.rs`): `SCCACHE_SERVER_UDS` when it is UTF-8 and parses,
+/// else `SCCACHE_SERVER_PORT`, else 4226. On Linux a value starting with the four characters
+/// `\x00` names an abstract socket, the rest written with `std::ascii::escape_default`'s escapes
+/// (`SCCACHE_SERVER_UDS='\x00sccache'`); a bad escape there makes sccache use the port instead.
+pub fn address() -> Addr {
+    #[cfg(unix)]
+    if let Ok(uds) = env::var("SCCACHE_SERVER_UDS") {
+        if let Some(addr) = parse_uds(&uds) {
+            return addr;
+        }
     }
     let port = env::var("SCCACHE_SERVER_PORT")
         .ok()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(4226);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+    Addr::Tcp(port)
 }
 
 #[cfg(unix)]
-fn uds_is_up(path: &std::ffi::OsStr) -> bool {
-    use std::os::unix::net::UnixStream;
-    let bytes = path.as_encoded_bytes();
+fn parse_uds(value: &str) -> Option<Addr> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Some(name) = bytes
-        .strip_prefix(b"\0")
-        .or_else(|| bytes.strip_prefix(b"@"))
-    {
-        use std::os::linux::net::SocketAddrExt;
-        use std::os::unix::net::SocketAddr as UnixAddr;
-        return UnixAddr::from_abstract_name(name)
-            .and_then(|a| UnixStream::connect_addr(&a))
-            .is_ok();
+    if let Some(escaped) = value.strip_prefix("\\x00") {
+        return unescape_ascii(escaped.as_bytes()).map(Addr::Abstract);
     }
-    let _ = bytes;
-    UnixStream::connect(path).is_ok()
+    Some(Addr::Socket(value.into()))
+}
+
+/// The reverse of `std::ascii::escape_default`, as sccache reads it: `\n`, `\r`, `\t`, `\'`,
+/// `\"`, `\\` and `\xHH`; any other backslash sequence is an error.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn unescape_ascii(s: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        out.push(match bytes.next()? {
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            c @ (b'\'' | b'"' | b'\\') => c,
+            b'x' => hex(bytes.next()?)? << 4 | hex(bytes.next()?)?,
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// Is an sccache server accepting connections where the client will look for it?
+pub fn is_up() -> bool {
+    match address() {
+        Addr::Tcp(port) => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        }
+        #[cfg(unix)]
+        Addr::Socket(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Addr::Abstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+            UnixAddr::from_abstract_name(name)
+                .and_then(|a| UnixStream::connect_addr(&a))
+                .is_ok()
+        }
+    }
 }
 
 /// Why starting the server failed, as a short reason plus sccache's own words.
@@ -203,6 +265,28 @@ pub fn stop_detached(sccache: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn abstract_socket_names() {
+        let p = |s: &str| parse_uds(s);
+        assert_eq!(p(r"\x00sccache"), Some(Addr::Abstract(b"sccache".to_vec())));
+        assert_eq!(
+            p(r#"\x00a\x41\\b\n\t\r\'\"c"#),
+            Some(Addr::Abstract(b"aA\\b\n\t\r'\"c".to_vec()))
+        );
+        assert_eq!(p(r"\x00"), Some(Addr::Abstract(Vec::new())));
+        // sccache falls back to the port on a bad escape.
+        for bad in [r"\x00a\q", r"\x00a\", r"\x00\x4", r"\x00\xg0", r"\x00\x0g"] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+        assert_eq!(p("@name"), Some(Addr::Socket("@name".into())));
+        assert_eq!(p("/tmp/s.sock"), Some(Addr::Socket("/tmp/s.sock".into())));
+        assert_eq!(
+            Addr::Abstract(b"a\x01".to_vec()).to_string(),
+            r"abstract socket \x00a\x01"
+        );
+    }
 
     #[test]
     fn redis_endpoints() {

@@ -653,6 +653,47 @@ fn parallel_cold_start_over_a_unix_socket_reaches_one_server() {
     );
 }
 
+/// sccache's abstract socket form (`SCCACHE_SERVER_UDS=\x00NAME`, Linux only): the shim sees the
+/// server there, so it is started once and the later calls go straight to it instead of each
+/// queueing on the start lock for a start of their own.
+#[cfg(target_os = "linux")]
+#[test]
+fn abstract_unix_socket_server_is_seen_as_up() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("abstract_uds") else {
+        return;
+    };
+    // Escapes as sccache reads them: `\x2d` is `-`.
+    let name = format!("\\x00msit\\x2d{}-{}", std::process::id(), sb.port);
+    sb.set_env("SCCACHE_SERVER_UDS", &name);
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let expected = write_libs(&sb.ws, 3, true);
+    sb.install_real_sccache(sccache);
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let log_text = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log_text.matches("sccache --start-server").count(),
+        1,
+        "{log_text}"
+    );
+    let requests = sb
+        .sccache_stats(sccache)
+        .path(&["stats", "compile_requests"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    assert!(requests >= 3, "the crates reached the server: {requests}");
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["sccache", "server_up"]).and_then(Json::as_bool),
+        Some(true),
+        "{st:?}"
+    );
+}
+
 /// A server that stops answering in the middle of a call (it started fine): the watchdog notices,
 /// kills the client with everything it started, opens the breaker, and the crate compiles
 /// directly.
