@@ -8,6 +8,34 @@ use std::fmt;
 use std::io;
 use std::process::{Command, ExitCode, ExitStatus};
 
+/// How this process ends. The subcommands choose small codes of their own (`Code`); wrapper mode
+/// passes on the compiler's code whole (`Compiler`): on Windows it has 32 bits (`0xC0000005` for
+/// an access violation), which `ExitCode` cannot carry, and its low byte alone may be 0.
+#[derive(Debug, PartialEq)]
+pub enum Exit {
+    Code(ExitCode),
+    Compiler(i32),
+}
+
+impl From<ExitCode> for Exit {
+    fn from(code: ExitCode) -> Exit {
+        Exit::Code(code)
+    }
+}
+
+/// The code to hand to `std::process::exit` for a compiler's exit code. Windows keeps all 32 bits.
+/// A Unix exit status has 8, and a code beyond them (which no Unix child can produce, but which
+/// must never turn into success) keeps its low byte, or becomes 1 when that byte is 0.
+pub fn process_exit_code(code: i32) -> i32 {
+    if cfg!(windows) || (0..=255).contains(&code) {
+        return code;
+    }
+    match code & 0xff {
+        0 => 1,
+        low => low,
+    }
+}
+
 /// The compiler itself could not be started. Reported as `cannot run <path>: <reason>`.
 #[derive(Debug)]
 pub struct CannotRun {
@@ -41,7 +69,7 @@ impl CannotRun {
 
 /// Runs `compiler args…` in place of this process. Returns only if it could not be started, or on
 /// platforms without `exec` (then with the compiler's exit code).
-pub fn run_compiler(compiler: &OsStr, args: &[OsString]) -> Result<ExitCode, CannotRun> {
+pub fn run_compiler(compiler: &OsStr, args: &[OsString]) -> Result<Exit, CannotRun> {
     let mut cmd = Command::new(compiler);
     cmd.args(args);
     let cannot_run = |source| CannotRun {
@@ -72,7 +100,7 @@ pub fn run_compiler_child(compiler: &OsStr, args: &[OsString]) -> Result<ExitSta
 }
 
 /// Ends this process as the child ended: the same exit code, or death by the same signal.
-pub fn exit_code_of_status(status: ExitStatus) -> ExitCode {
+pub fn exit_code_of_status(status: ExitStatus) -> Exit {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -83,15 +111,15 @@ pub fn exit_code_of_status(status: ExitStatus) -> ExitCode {
     exit_code_of(status.code().unwrap_or(1))
 }
 
-/// An exit code as the process's own. Codes outside 0..=255 keep their low byte, as on Unix.
-pub fn exit_code_of(code: i32) -> ExitCode {
-    ExitCode::from(code as u8)
+/// The compiler's exit code as this process's own, kept whole (see `process_exit_code`).
+pub fn exit_code_of(code: i32) -> Exit {
+    Exit::Compiler(code)
 }
 
 /// Ends this process the way the compiler ended: by the same signal. Core dumps are switched off
 /// first, since the compiler's crash has already happened elsewhere.
 #[cfg(unix)]
-pub fn die_by_signal(sig: i32) -> ExitCode {
+pub fn die_by_signal(sig: i32) -> Exit {
     // SAFETY: plain libc calls with valid arguments; nothing else runs in this process now.
     unsafe {
         let no_core = libc::rlimit {
@@ -107,6 +135,35 @@ pub fn die_by_signal(sig: i32) -> ExitCode {
 }
 
 #[cfg(not(unix))]
-pub fn die_by_signal(sig: i32) -> ExitCode {
+pub fn die_by_signal(sig: i32) -> Exit {
     exit_code_of(128 + sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_kept_whole() {
+        let access_violation = 0xC000_0005_u32 as i32;
+        assert_eq!(
+            exit_code_of(access_violation),
+            Exit::Compiler(access_violation)
+        );
+        assert_eq!(exit_code_of(256), Exit::Compiler(256));
+        for code in [0, 1, 101, 255] {
+            assert_eq!(process_exit_code(code), code);
+        }
+        if cfg!(windows) {
+            assert_eq!(process_exit_code(access_violation), access_violation);
+            assert_eq!(process_exit_code(256), 256);
+        } else {
+            // Not representable in 8 bits: never success, the low byte when it says failure.
+            for code in [256, 512, 0x1_0000, -256, i32::MIN] {
+                assert_eq!(process_exit_code(code), 1, "{code}");
+            }
+            assert_eq!(process_exit_code(access_violation), 5);
+            assert_eq!(process_exit_code(-1), 255);
+        }
+    }
 }

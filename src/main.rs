@@ -19,32 +19,40 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
+use fallback::Exit;
+
 fn main() -> ExitCode {
-    match run() {
-        Ok(code) => code,
+    let exit = match run() {
+        Ok(exit) => exit,
         Err(err) => {
             eprintln!("maybe-sccache: error: {err:#}");
             match err.downcast_ref::<fallback::CannotRun>() {
-                Some(cannot_run) => ExitCode::from(cannot_run.exit_code()),
-                None => ExitCode::from(2),
+                Some(cannot_run) => ExitCode::from(cannot_run.exit_code()).into(),
+                None => ExitCode::from(2).into(),
             }
         }
+    };
+    match exit {
+        Exit::Code(code) => code,
+        // `ExitCode` holds one byte; a compiler's code is passed on whole. Like a return from
+        // main, `process::exit` flushes stdout first.
+        Exit::Compiler(code) => std::process::exit(fallback::process_exit_code(code)),
     }
 }
 
 /// Every exit code is decided here or returned from here: wrapper mode returns the compiler's.
-fn run() -> anyhow::Result<ExitCode> {
+fn run() -> anyhow::Result<Exit> {
     logging::init();
     let mut args = std::env::args_os().skip(1);
     let Some(first) = args.next() else {
         eprint!("{}", cli::USAGE);
-        return Ok(ExitCode::from(2));
+        return Ok(ExitCode::from(2).into());
     };
     let rest: Vec<OsString> = args.collect();
     match first.to_str() {
         Some("--help" | "-h" | "help") => {
             let _ = std::io::stdout().write_all(cli::USAGE.as_bytes());
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::SUCCESS.into())
         }
         Some("--version" | "-V") => {
             let _ = writeln!(
@@ -52,9 +60,9 @@ fn run() -> anyhow::Result<ExitCode> {
                 "maybe-sccache {}",
                 env!("CARGO_PKG_VERSION")
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::SUCCESS.into())
         }
-        Some(command) if cli::is_subcommand(command) => cli::run(command, rest),
+        Some(command) if cli::is_subcommand(command) => cli::run(command, rest).map(Exit::from),
         Some(flag) if flag.starts_with('-') => {
             anyhow::bail!("unknown option {flag:?}; see `maybe-sccache --help`")
         }

@@ -7,20 +7,19 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::classify;
 use crate::config::Config;
-use crate::fallback;
+use crate::fallback::{self, Exit};
 use crate::forward::{self, Ran, Verdict};
 use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state::{self, Event};
 
-pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<ExitCode> {
+pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     let config = Config::from_env();
     for (var, problem) in &config.problems {
         log::warn!("{var}: {problem}");
@@ -135,7 +134,7 @@ fn compile_directly(
     reason: &'static str,
     compiler: &OsString,
     args: &[OsString],
-) -> Result<ExitCode> {
+) -> Result<Exit> {
     log::info!("fallback {reason}: {}", compiler.to_string_lossy());
     state::record(state_dir, Event::Fallback, reason);
     Ok(fallback::run_compiler(compiler, args)?)
