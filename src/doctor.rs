@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::child::run_bounded;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
 use crate::locate::{self, Lookup};
+use crate::logging;
 use crate::server;
 use crate::state;
 use crate::status::VERSION_TIMEOUT;
@@ -97,6 +98,8 @@ pub fn run(strict: bool) -> anyhow::Result<ExitCode> {
             "doctor: {f} finding(s) above stop caching, {w} warning(s)"
         ),
     };
+    // Findings quote sccache's own words, which may hold a secret; doctor runs in CI logs.
+    let out = logging::redact_secrets(&out);
     // A closed stdout is no reason to fail.
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(if strict && fails > 0 {

@@ -2,10 +2,13 @@
 //!
 //! Cargo caches and replays non-JSON stderr lines of a wrapper (cargo#9553) and parses the stdout of
 //! its probes, so the shim prints nothing of its own unless `MAYBE_SCCACHE_LOG` asks for it. Every
-//! line passes through `redact`, so values of secret-looking variables never reach a log, even when
-//! they appear inside sccache's own error text (a Redis URL with a password, for example).
+//! line passes through `redact`, so secrets never reach a log, even when they appear inside
+//! sccache's own error text: values of secret-looking variables, URL passwords (also with `/` in
+//! them), and credentials written `name=value` (signed URLs' `sig=`/`X-Amz-Signature=`, `token=`,
+//! Azure's `AccountKey=` and `SharedAccessSignature=`). `status` and `doctor` use it too.
 
 use std::env;
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -40,7 +43,8 @@ pub fn init() {
     let _ = builder.try_init();
 }
 
-/// Names that mark a variable's value as secret.
+/// Names that mark a variable's value as secret. (`SESSION` is not one: session tokens are named
+/// `…_SESSION_TOKEN`, and `XDG_SESSION_ID=3` is no secret.)
 const SECRET_WORDS: &[&str] = &[
     "TOKEN",
     "SECRET",
@@ -50,40 +54,65 @@ const SECRET_WORDS: &[&str] = &[
     "CREDENTIAL",
     "AUTH",
     "COOKIE",
-    "SESSION",
     "PRIVATE",
     "SIGNATURE",
 ];
 
 /// Values of the environment's secret-looking variables, and of every URL's password, longest
 /// first so that a secret containing another is replaced whole.
-fn secret_values() -> Vec<String> {
-    let mut values: Vec<String> = env::vars_os()
+pub fn secret_values() -> Vec<String> {
+    secrets_in(env::vars_os())
+}
+
+fn secrets_in(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
+    let mut values: Vec<String> = vars
         .filter_map(|(name, value)| {
             let name = name.to_string_lossy().to_ascii_uppercase();
             let value = value.into_string().ok()?;
-            let secret_name = SECRET_WORDS.iter().any(|w| name.contains(w));
-            let url_password = url_password(&value);
-            match (secret_name, url_password) {
-                (true, _) if value.len() >= 4 => Some(value),
-                (_, Some(pw)) => Some(pw.to_owned()),
-                _ => None,
+            if let Some(pw) = url_password(&value) {
+                return Some(pw.to_owned());
             }
+            let secret_name = SECRET_WORDS.iter().any(|w| name.contains(w));
+            (secret_name && !is_flag(&value)).then_some(value)
         })
         .collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     values
 }
 
-/// The password in `scheme://user:password@host…`, if there is one.
+/// An on/off value: never a secret, and redacting it as a word would garble every log line.
+fn is_flag(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    matches!(
+        v.as_str(),
+        "" | "0" | "1" | "true" | "false" | "yes" | "no" | "on" | "off"
+    )
+}
+
+/// The password in `scheme://user:password@host…`, if there is one. It may contain `/` (which a
+/// URL parser would take for the start of the path, and so print back whole).
 fn url_password(s: &str) -> Option<&str> {
-    let rest = &s[s.find("://")? + 3..];
-    let userinfo = &rest[..rest.find('@')?];
-    if userinfo.contains('/') {
-        return None;
-    }
+    let userinfo = userinfo(&s[s.find("://")? + 3..])?;
     let pw = &userinfo[userinfo.find(':')? + 1..];
     (!pw.is_empty()).then_some(pw)
+}
+
+/// The user information at the start of `rest` (what follows a `://`): everything before the
+/// last `@` of the word, unless a `/` comes before any `:` there (then the `@` is in the path:
+/// `https://host/a@b`).
+fn userinfo(rest: &str) -> Option<&str> {
+    let word = &rest[..rest.find(ends_word).unwrap_or(rest.len())];
+    let info = &word[..word.rfind('@')?];
+    let in_path = match (info.find('/'), info.find(':')) {
+        (Some(slash), Some(colon)) => slash < colon,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    (!in_path).then_some(info)
+}
+
+fn ends_word(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')
 }
 
 /// `redact` with the secrets of this process's environment.
@@ -91,15 +120,45 @@ pub fn redact_secrets(text: &str) -> String {
     redact(text, &secret_values())
 }
 
-/// Replaces known secret values, and any URL's user information, by `[redacted]`.
+/// Secrets shorter than this are replaced only where they stand as a word of their own: a short
+/// password such as `pw` must not turn every `pwd` into `[redacted]d`.
+const SHORT_SECRET: usize = 8;
+
+/// Replaces known secret values, any URL's user information, and the values of credentials
+/// written `name=value` (query strings, connection strings) by `[redacted]`.
 pub fn redact(line: &str, secrets: &[String]) -> String {
     let mut out = line.to_owned();
     for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
-        }
+        out = if secret.len() >= SHORT_SECRET {
+            out.replace(secret.as_str(), REDACTED)
+        } else {
+            replace_word(&out, secret)
+        };
     }
-    redact_userinfo(&out)
+    redact_credentials(&redact_userinfo(&out))
+}
+
+const REDACTED: &str = "[redacted]";
+
+/// Replaces `word` where no letter, digit or `_` touches it on either side.
+fn replace_word(text: &str, word: &str) -> String {
+    let touches = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        let after = &rest[i + word.len()..];
+        if touches(rest[..i].chars().next_back()) || touches(after.chars().next()) {
+            let step = i + rest[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[..step]);
+            rest = &rest[step..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        out.push_str(REDACTED);
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn redact_userinfo(s: &str) -> String {
@@ -108,15 +167,48 @@ fn redact_userinfo(s: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("[redacted]");
-                rest = &tail[at..];
-            }
-            None => rest = tail,
+        rest = tail;
+        if let Some(info) = userinfo(tail) {
+            out.push_str(REDACTED);
+            rest = &tail[info.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parts of names that mark `name=value` as a credential: `sig` and `X-Amz-Signature` (signed
+/// URLs), `token`, `AccountKey` and `SharedAccessSignature` (Azure connection strings), ….
+const CREDENTIAL_NAMES: &[&str] = &[
+    "sig",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "key",
+    "credential",
+    "auth",
+];
+
+/// Replaces the value of every `name=value` whose name marks a credential. A value ends where a
+/// query string or connection string item does (`&`, `;`), or at a space, quote or bracket.
+fn redact_credentials(s: &str) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let ends_value = |c: char| ends_word(c) || matches!(c, '&' | ';' | ',' | '(' | ')' | '[' | ']');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let name_start = rest[..eq].rfind(|c| !is_name(c)).map_or(0, |i| i + 1);
+        let name = rest[name_start..eq].to_ascii_lowercase();
+        let value = &rest[eq + 1..];
+        let len = value.find(ends_value).unwrap_or(value.len());
+        out.push_str(&rest[..=eq]);
+        if len > 0 && CREDENTIAL_NAMES.iter().any(|w| name.contains(w)) {
+            out.push_str(REDACTED);
+            rest = &value[len..];
+        } else {
+            rest = value;
         }
     }
     out.push_str(rest);
@@ -127,22 +219,119 @@ fn redact_userinfo(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn secrets(pairs: &[(&str, &str)]) -> Vec<String> {
+        secrets_in(pairs.iter().map(|(k, v)| (k.into(), v.into())))
+    }
+
     #[test]
-    fn redacts_secrets_and_url_credentials() {
-        let secrets = vec!["hunter22".to_owned()];
+    fn secret_values_of_the_environment() {
+        let found = secrets(&[
+            ("MY_API_TOKEN", "tok-12345"),
+            ("aws_secret_access_key", "abc"),
+            ("SCCACHE_REDIS_ENDPOINT", "redis://:Ab/cd@127.0.0.1:6379"),
+            ("DATABASE_URL", "postgres://u:pw@db/x"),
+            ("HOME", "/root"),
+            ("SOME_KEY_ENABLED", "true"),
+            ("GH_TOKEN", ""),
+            ("XDG_SESSION_ID", "3"),
+        ]);
+        assert_eq!(found, ["tok-12345", "Ab/cd", "abc", "pw"]);
+        // Longest first, whatever the order of the environment.
         assert_eq!(
-            redact("token hunter22 used", &secrets),
-            "token [redacted] used"
+            secrets(&[("A_KEY", "ab"), ("B_KEY", "abcd"), ("C_KEY", "abc")]),
+            ["abcd", "abc", "ab"]
         );
+        assert_eq!(secrets(&[("X", "redis://host:1")]), Vec::<String>::new());
+        assert!(!secret_values().iter().any(|v| is_flag(v)));
+    }
+
+    #[test]
+    fn flags_are_not_secrets() {
+        for flag in ["", "0", "1", "TRUE", "false", "yes", "No", " on ", "off"] {
+            assert!(is_flag(flag), "{flag:?}");
+        }
+        for secret in ["2", "t", "onion", "x1"] {
+            assert!(!is_flag(secret), "{secret:?}");
+        }
+    }
+
+    #[test]
+    fn url_passwords() {
+        assert_eq!(url_password("redis://user:pw@host"), Some("pw"));
+        assert_eq!(url_password("redis://:Ab/cd@host:1/0"), Some("Ab/cd"));
+        assert_eq!(url_password("redis://:a@b@host"), Some("a@b"));
+        assert_eq!(url_password("redis://user:@host"), None);
+        assert_eq!(url_password("redis://user@host"), None);
+        assert_eq!(url_password("redis://host:6379"), None);
+        assert_eq!(url_password("https://host/a:b@c"), None);
+        assert_eq!(url_password("user:pw@host"), None);
+    }
+
+    #[test]
+    fn url_credentials() {
+        let r = |s: &str| redact(s, &[]);
         assert_eq!(
-            redact("connect redis://:pw@127.0.0.1:6379/0 failed", &[]),
+            r("connect redis://:pw@127.0.0.1:6379/0 failed"),
             "connect redis://[redacted]@127.0.0.1:6379/0 failed"
         );
         assert_eq!(
-            redact("see https://example.com/a@b", &[]),
+            r("at redis://:Ab/cd@host:1 and rediss://u:p@h"),
+            "at redis://[redacted]@host:1 and rediss://[redacted]@h"
+        );
+        assert_eq!(r("'redis://u:x@h'"), "'redis://[redacted]@h'");
+        assert_eq!(
+            r("see https://example.com/a@b"),
             "see https://example.com/a@b"
         );
-        assert_eq!(url_password("redis://user:pw@host"), Some("pw"));
-        assert_eq!(url_password("redis://host:6379"), None);
+        assert_eq!(r("no url: a@b c://"), "no url: a@b c://");
+        assert_eq!(r("https://host/x y@z"), "https://host/x y@z");
+    }
+
+    #[test]
+    fn query_and_connection_string_credentials() {
+        let r = |s: &str| redact(s, &[]);
+        assert_eq!(
+            r("url: http://h/c/x?sv=2022-11-02&ss=b&sig=SiG%3D)"),
+            "url: http://h/c/x?sv=2022-11-02&ss=b&sig=[redacted])"
+        );
+        assert_eq!(
+            r("X-Amz-Credential=AKIA/2024/s3&X-Amz-Signature=ab12 done"),
+            "X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted] done"
+        );
+        assert_eq!(
+            r("AccountName=dev;AccountKey=U2Vj==;EndpointSuffix=core"),
+            "AccountName=dev;AccountKey=[redacted];EndpointSuffix=core"
+        );
+        assert_eq!(
+            r("SharedAccessSignature=sv=1&sig=x,token=t\"Password=p'pwd=q auth=a"),
+            "SharedAccessSignature=[redacted]&sig=[redacted],token=[redacted]\"Password=[redacted]'pwd=[redacted] auth=a"
+                .replace("auth=a", "auth=[redacted]")
+        );
+        assert_eq!(
+            r("a secret=s;passwd=p[private_key=k]client_secret=c"),
+            "a secret=[redacted];passwd=[redacted][private_key=[redacted]]client_secret=[redacted]"
+        );
+        assert_eq!(
+            r("opt-level=3 crate-type=lib token= sig=;x"),
+            "opt-level=3 crate-type=lib token= sig=;x"
+        );
+        assert_eq!(r("=x key=é"), "=x key=[redacted]");
+    }
+
+    #[test]
+    fn short_secrets_only_as_words() {
+        let secrets = vec!["hunter22".to_owned(), "pw".to_owned()];
+        assert_eq!(
+            redact("token hunter22 used, xhunter22x", &secrets),
+            "token [redacted] used, x[redacted]x"
+        );
+        assert_eq!(
+            redact("pw pwd _pw pw_ 1pw pw1 (pw) é:pw:é pwpw", &secrets),
+            "[redacted] pwd _pw pw_ 1pw pw1 ([redacted]) é:[redacted]:é pwpw"
+        );
+        assert_eq!(replace_word("aé é", "é"), "aé [redacted]");
+        assert_eq!(replace_word("", "p"), "");
+        let seven = vec!["abcdefg".to_owned()];
+        assert_eq!(redact("xabcdefg abcdefg", &seven), "xabcdefg [redacted]");
     }
 }

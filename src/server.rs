@@ -139,6 +139,7 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
     if ok {
         return Ok(());
     }
+    log::debug!("sccache --start-server said: {}", text.trim_end());
     let first = text
         .lines()
         .find(|l| l.contains("error"))

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::child::run_bounded;
 use crate::config::Config;
 use crate::locate::{self, Lookup};
+use crate::logging;
 use crate::server;
 use crate::state;
 
@@ -21,7 +22,9 @@ pub enum Format {
 }
 
 pub fn render(config: &Config, format: Format) -> String {
-    let report = gather(config);
+    let mut report = gather(config);
+    // `--markdown` goes to a public CI job summary: no secret may reach any format.
+    redact_strings(&mut report, &logging::secret_values());
     match format {
         Format::Json => format!("{report:#}\n"),
         Format::Text => text(&report),
@@ -73,6 +76,17 @@ pub fn gather(config: &Config) -> Value {
         "state_dir": dir.map(|d| d.display().to_string()),
         "disabled": config.disabled,
     })
+}
+
+/// Redacts every string in `value` (a breaker reason written by an older shim, or under other
+/// settings, may quote a secret of this environment).
+fn redact_strings(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(s) => *s = logging::redact(s, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| redact_strings(v, secrets)),
+        _ => {}
+    }
 }
 
 /// Adds `hit_rate` (hits over hits plus misses, 0 to 1; null before any) to sccache's figures.

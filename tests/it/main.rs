@@ -16,3 +16,4 @@ mod front;
 mod passthrough;
 mod resilience;
 mod sccache_real;
+mod secrets;
