@@ -110,6 +110,15 @@ pub fn real_sccache() -> Option<&'static Path> {
                         "MAYBE_SCCACHE_TEST_SCCACHE={} is not a file",
                         given.display()
                     );
+                    // A wrapper script (pyenv's shim, say) would put a shell between the shim
+                    // and sccache, and hide how the real binary fails.
+                    assert!(
+                        is_elf(&given),
+                        "MAYBE_SCCACHE_TEST_SCCACHE={} is not an ELF binary (a wrapper script?): \
+                         point it at the real sccache",
+                        given.display()
+                    );
+                    assert_is_sccache(&given);
                     return Some(given);
                 }
             }
@@ -148,6 +157,21 @@ pub fn real_sccache() -> Option<&'static Path> {
         .as_deref()
 }
 
+/// `path --version` must say `sccache <version>`.
+fn assert_is_sccache(path: &Path) {
+    let out = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", path.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("sccache "),
+        "{} --version does not answer like sccache: {text:?}",
+        path.display()
+    );
+}
+
 /// The real sccache, or `None` after printing why the test is skipped. In CI a missing sccache
 /// fails the test instead.
 pub fn require_sccache(test: &str) -> Option<&'static Path> {
@@ -164,18 +188,96 @@ pub fn require_sccache(test: &str) -> Option<&'static Path> {
     }
 }
 
-/// A port nothing listens on, never handed to two sandboxes of this process.
-fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("cannot bind a local port")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+/// A loopback port for a test's server (sccache, Redis) or for "nothing listens here", reserved
+/// for the life of this test process.
+///
+/// Ports come from below the kernel's ephemeral range, which `bind(…:0)` and outgoing connections
+/// draw from, so no other socket on the machine is handed one of them between the choice and the
+/// server's start. Within that range each port is taken by a lock file in the temporary directory
+/// held until this process ends, so two test processes (two suites at once) never share one, and
+/// one process never gives it out twice. A port something already listens on is skipped.
+pub fn reserve_port() -> u16 {
+    static HELD: Mutex<Vec<(u16, fs::File)>> = Mutex::new(Vec::new());
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12000 {
+        (10000, ephemeral_low)
+    } else {
+        (ephemeral_low.saturating_sub(2000).max(1024), ephemeral_low)
+    };
+    let span = u32::from(high - low);
+    let dir = std::env::temp_dir().join("maybe-sccache-test-ports");
+    let _ = fs::create_dir_all(&dir);
+    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777));
+    // Start where this process is unlikely to meet another one, then walk the range.
+    let start = (std::process::id().wrapping_mul(7919) + held.len() as u32 * 13) % span;
+    for step in 0..span {
+        let port = low + ((start + step) % span) as u16;
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        let Ok(file) = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if fs2::FileExt::try_lock_exclusive(&file).is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        held.push((port, file));
+        return port;
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+#[test]
+fn reserved_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let ports: Vec<u16> = (0..20).map(|_| reserve_port()).collect();
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ports.len(), "{ports:?}");
+    let low: u16 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    assert!(ports.iter().all(|&p| p < low), "{ports:?} vs {low}");
+}
+
+/// The environment variable that marks every process a sandbox starts (its value is the
+/// sandbox's root), so a test can find what it left running without looking at anyone else's.
+pub const MARKER_VAR: &str = "MAYBE_SCCACHE_TEST_SANDBOX";
+
+/// util-linux's `setpriv`, for running commands as an unprivileged user.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// `nobody` on Debian and most other systems.
+const UNPRIVILEGED_ID: u32 = 65534;
+
+/// Gives `dir` and everything under it to `id` (user and group); symlinks themselves, not their
+/// targets.
+fn chown_tree(dir: &Path, id: u32) {
+    std::os::unix::fs::lchown(dir, Some(id), Some(id))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            chown_tree(&path, id);
+        } else {
+            std::os::unix::fs::lchown(&path, Some(id), Some(id))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
         }
     }
 }
@@ -409,6 +511,10 @@ pub struct Sandbox {
     env: Vec<(OsString, OsString)>,
     stop_server_with: RefCell<Option<PathBuf>>,
     fakes: Cell<u32>,
+    /// When set, every command runs as this user (and group), through `setpriv`.
+    run_as: Option<u32>,
+    /// The shim to run: the built binary, or a copy the unprivileged user can reach.
+    shim_path: PathBuf,
 }
 
 impl Sandbox {
@@ -431,10 +537,12 @@ impl Sandbox {
             target: dir("target"),
             ws: dir("ws"),
             data: dir("data"),
-            port: free_port(),
+            port: reserve_port(),
             env: Vec::new(),
             stop_server_with: RefCell::new(None),
             fakes: Cell::new(0),
+            run_as: None,
+            shim_path: shim(),
             root,
         }
     }
@@ -450,10 +558,22 @@ impl Sandbox {
         self
     }
 
-    /// A command with a cleared environment holding only the sandbox's variables.
+    /// A command with a cleared environment holding only the sandbox's variables, and the
+    /// sandbox's marker ([`MARKER_VAR`]), which every process it starts inherits.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = match self.run_as {
+            None => Command::new(program),
+            Some(id) => {
+                let mut cmd = Command::new(SETPRIV);
+                cmd.arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .args(["--clear-groups", "--"])
+                    .arg(program);
+                cmd
+            }
+        };
         cmd.env_clear();
+        cmd.env(MARKER_VAR, self.root());
         for key in ["RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "CI"] {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
@@ -488,9 +608,112 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = self.command(SHIM);
+        let mut cmd = self.command(&self.shim_path);
         cmd.args(args);
         cmd
+    }
+
+    /// The processes started for this sandbox that are still running (found by the marker in
+    /// their environment, so other tests' and other suites' processes never count), as
+    /// `pid: command line`.
+    pub fn live_processes(&self) -> Vec<String> {
+        let mut marker = OsString::from(MARKER_VAR);
+        marker.push("=");
+        marker.push(self.root());
+        let marker = marker.as_bytes();
+        let mut found = Vec::new();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return found;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.as_bytes().iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            let Ok(environ) = fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if !environ.split(|&b| b == 0).any(|var| var == marker) {
+                continue;
+            }
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push(format!("{}: {text}", name.to_string_lossy()));
+        }
+        found
+    }
+
+    /// Waits up to `within` for every process of this sandbox to be gone, then asserts none is
+    /// left. (A killed process group can take a moment to be reaped.)
+    pub fn assert_no_process_left(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.live_processes();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left behind: {left:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// From now on every command runs as an unprivileged user, for tests of permission bits
+    /// (which root ignores). As root, the sandbox is handed to `nobody` (uid and gid 65534) and
+    /// commands go through `setpriv`; as any other user, nothing changes. Returns `false` (after
+    /// saying why) when that cannot be done; in CI it fails the test instead, since a
+    /// permission test run as root tests nothing. Call it after writing the sandbox's files.
+    pub fn run_unprivileged(&mut self, test: &str) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return true;
+        }
+        let why_not = if !Path::new(SETPRIV).is_file() {
+            Some(format!("{SETPRIV} not found (util-linux)"))
+        } else {
+            self.root()
+                .ancestors()
+                .skip(1)
+                .find(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+                .map(|dir| format!("{} is not searchable by other users", dir.display()))
+        };
+        if let Some(why) = why_not {
+            assert!(
+                !in_ci(),
+                "{test}: cannot run as an unprivileged user ({why}); CI is set, so this is a \
+                 failure"
+            );
+            eprintln!("skipping {test}: cannot run as an unprivileged user ({why})");
+            return false;
+        }
+        // The built shim may sit under a directory the user cannot enter (/root, say).
+        let copy = self.root().join("unprivileged").join("maybe-sccache");
+        fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        fs::copy(SHIM, &copy).unwrap();
+        self.shim_path = copy;
+        chown_tree(self.root(), UNPRIVILEGED_ID);
+        self.run_as = Some(UNPRIVILEGED_ID);
+        let r = run(self.command("/bin/sh").args(["-c", "id -u"]), SHORT);
+        assert_eq!(
+            r.out().trim(),
+            UNPRIVILEGED_ID.to_string(),
+            "{test}: setpriv did not drop privileges: {}",
+            r.describe()
+        );
+        true
+    }
+
+    /// Asserts that the sandbox's commands cannot do `shell` (a precondition of a permission
+    /// test: the fault it sets up must be real for the user the shim runs as).
+    pub fn assert_denied(&self, shell: &str) {
+        let r = run(self.command("/bin/sh").args(["-c", shell]), SHORT);
+        assert!(
+            !r.status.success(),
+            "`{shell}` should be denied to the test's user: {}",
+            r.describe()
+        );
     }
 
     /// `cargo <args>` in the fixture workspace with the shim as `RUSTC_WRAPPER`.
