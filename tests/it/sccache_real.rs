@@ -15,8 +15,9 @@ fn stat(stats: &Json, key: &str) -> u64 {
         .sum_counts()
 }
 
-/// Builds, cleans, builds again: the second build is served from sccache's cache.
-fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path) {
+/// Builds, cleans, builds again: the second build is served from sccache's cache, which the
+/// shim found via `found_via`, and no call fell back.
+fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path, found_via: &str) {
     sb.write_fixture(Fixture::Good);
     sb.assert_good_build();
     let first = sb.sccache_stats(sccache);
@@ -38,6 +39,21 @@ fn build_clean_rebuild_hits(sb: &Sandbox, sccache: &Path) {
         stat(&second, "cache_hits") >= LIB_CRATES,
         "the rebuild should hit the cache for every library (>= {LIB_CRATES}): {second:?}"
     );
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["sccache", "found_via"]).and_then(Json::as_str),
+        Some(found_via),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "fallback"]).map(Json::sum_counts),
+        Some(0),
+        "no call may fall back: {st:#}"
+    );
+    assert!(
+        st.path(&["counters", "forwarded"]).and_then(Json::as_u64) >= Some(2 * LIB_CRATES),
+        "{st:#}"
+    );
 }
 
 #[test]
@@ -47,7 +63,7 @@ fn rebuild_after_clean_hits_the_cache() {
     };
     let sb = Sandbox::new();
     sb.install_real_sccache(sccache);
-    build_clean_rebuild_hits(&sb, sccache);
+    build_clean_rebuild_hits(&sb, sccache, "PATH");
 }
 
 #[test]
@@ -62,7 +78,9 @@ fn sccache_only_via_sccache_path_hits_the_cache() {
     );
     sb.set_env("SCCACHE_PATH", sccache);
     sb.stop_server_on_drop(sccache);
-    build_clean_rebuild_hits(&sb, sccache);
+    // A broken sccache on PATH, which SCCACHE_PATH must win over.
+    sb.fake_sccache(FakeSccache::ErrorText);
+    build_clean_rebuild_hits(&sb, sccache, "SCCACHE_PATH");
 }
 
 #[test]
