@@ -2,7 +2,6 @@
 //! (real sccache 0.16 against a real Redis server on 127.0.0.1).
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,34 +111,6 @@ fn breaker_reason(status: &Json) -> String {
     }
 }
 
-/// Processes whose command line mentions `needle` (other than this test process).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let pid = entry.file_name();
-        let Some(pid) = pid
-            .to_str()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if pid == std::process::id().to_string() {
-            continue;
-        }
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(needle) {
-            found.push(format!("{pid}: {text}"));
-        }
-    }
-    found
-}
-
 #[test]
 fn slow_failing_sccache_is_tried_at_most_three_times_in_a_12_crate_build() {
     let sb = Sandbox::new();
@@ -167,11 +138,30 @@ fn slow_failing_sccache_is_tried_at_most_three_times_in_a_12_crate_build() {
     assert!(counter(&st, "fallback", "breaker-open") >= 10, "{st:?}");
 }
 
+/// One cacheable call of a fake compiler through the shim, timed. It must pass with the
+/// compiler's output, byte for byte.
+fn timed_call(sb: &Sandbox) -> Duration {
+    let fake = sb.fake_rustc(b"out\n", b"err\n", Ending::Exit(0));
+    let mut args = vec![fake.path.clone().into_os_string()];
+    args.extend(cacheable_args("src/lib.rs", &sb.data));
+    let started = Instant::now();
+    let r = run(&mut sb.shim(args), SHORT);
+    let took = started.elapsed();
+    r.assert_success();
+    assert!(
+        r.stdout == b"out\n" && r.stderr == b"err\n",
+        "{}",
+        r.describe()
+    );
+    assert_eq!(fake.calls(), 1, "the compiler must run exactly once");
+    took
+}
+
 #[test]
 fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
     let mut sb = Sandbox::new();
-    // A short start deadline keeps the test quick; the default (15 s) is the same code path.
-    sb.set_env("MAYBE_SCCACHE_START_TIMEOUT", "3");
+    // Far below the default (15 s), so a shim that ignored the setting would show.
+    sb.set_env("MAYBE_SCCACHE_START_TIMEOUT", "2");
     let expected = write_libs(&sb.ws, 6, true);
     let calls = sb.sccache_calls_file();
     // The sleep is a child of the script, as a real hung helper's children would be.
@@ -179,22 +169,39 @@ fn never_answering_sccache_does_not_hang_the_build_and_leaves_no_process() {
     write_script(
         &fake,
         &format!(
-            "printf '%s\\n' \"$*\" >> {}\nsleep 3601\n",
+            "printf '%s\\n' \"$*\" >> {}\n\
+             case \"$1\" in --version) echo 'sccache 0.16.0'; exit 0;; esac\nsleep 3601\n",
             sh_quote(calls.as_os_str())
         ),
     );
-    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
-    r.assert_success().assert_no_shim_noise();
-    assert_app_prints(&sb, &expected);
-    assert_eq!(sb.sccache_calls().len(), 1, "{:?}", sb.sccache_calls());
-    // The script and the sleep it started (a duration no other test uses) are both gone.
-    let left = processes_mentioning(&fake.display().to_string());
-    assert!(left.is_empty(), "processes left behind: {left:?}");
-    let sleepers = processes_mentioning("sleep 3601");
-    assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
+    // One call waits out the start deadline, and not much more (the margin is for a loaded
+    // machine), then compiles directly.
+    let took = timed_call(&sb);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(12),
+        "MAYBE_SCCACHE_START_TIMEOUT=2, yet the call took {took:?}"
+    );
+    assert_eq!(sb.sccache_calls(), ["--start-server"]);
+    // The script and the sleep it started are both gone.
+    sb.assert_no_process_left(Duration::from_secs(10));
     let st = sb.status_json();
     assert_eq!(breaker_state(&st), "open");
     assert!(breaker_reason(&st).contains("timeout"), "{st:?}");
+    assert!(breaker_reason(&st).contains("within 2 s"), "{st:?}");
+
+    // A whole build after it: the open breaker sends every call to the compiler at once.
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    // (`status` asks for sccache's version; that is not the build's doing.)
+    let calls = sb.sccache_calls();
+    assert_eq!(
+        calls.iter().filter(|c| *c != "--version").count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(counter(&sb.status_json(), "fallback", "breaker-open") >= 6);
+    sb.assert_no_process_left(Duration::from_secs(10));
 }
 
 #[test]
@@ -205,11 +212,12 @@ fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
     };
     sb.set_env("MAYBE_SCCACHE_COOLDOWN", "2");
     let expected = write_libs(&sb.ws, 2, true);
-    // First a broken sccache: the breaker opens (once; whether it is still open when `status`
-    // looks depends on the clock, so the test checks the trip itself).
+    // First a broken sccache and a single call: the breaker opens, exactly once. (Within a build,
+    // a later call could already find the breaker half-open: it opens until a whole second, so
+    // a 2 s cooldown can end 1 s after the trip.)
     let path = sb.bin.join("sccache");
     sb.fake_sccache_at(&path, FakeSccache::ErrorText);
-    sb.build().assert_success();
+    timed_call(&sb);
     let st = sb.status_json();
     assert_eq!(
         st.path(&["counters", "trips"]).and_then(Json::as_u64),
@@ -229,6 +237,11 @@ fn breaker_half_opens_after_the_cooldown_and_closes_on_success() {
     assert!(
         st.path(&["counters", "forwarded"]).and_then(Json::as_u64) >= Some(2),
         "{st:?}"
+    );
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(1),
+        "the probe succeeded: {st:?}"
     );
 }
 
@@ -290,27 +303,66 @@ fn corrupt_and_unwritable_state_never_fail_a_build() {
         "the breaker still works: {st:?}"
     );
 
-    // Unusable: the state dir is a file, and separately a directory without write permission.
-    for make_unusable in [0, 1] {
-        let mut sb = Sandbox::new();
-        let expected = write_libs(&sb.ws, 2, true);
-        let state = sb.root().join("state-bad");
-        if make_unusable == 0 {
-            fs::write(&state, b"not a directory").unwrap();
-        } else {
-            fs::create_dir(&state).unwrap();
-            fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o500))
-                .unwrap();
-        }
-        sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
-        sb.fake_sccache(FakeSccache::ErrorText);
-        let r = sb.build();
-        r.assert_success().assert_no_shim_noise();
-        assert_app_prints(&sb, &expected);
-        let st = run(&mut sb.shim(["status", "--json"]), SHORT);
-        st.assert_success();
-        let _ = fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    // Unusable: the state dir is a file.
+    let mut sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    let state = sb.root().join("state-bad");
+    fs::write(&state, b"not a directory").unwrap();
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    run(&mut sb.shim(["status", "--json"]), SHORT).assert_success();
+}
+
+/// A state dir the shim's user may not write to (root ignores permission bits, so this runs as
+/// an unprivileged user): calls still compile, with the compiler's output, and `status` works.
+#[test]
+fn unwritable_state_dir_never_fails_a_call() {
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("state-read-only");
+    fs::create_dir(&state).unwrap();
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let fake = sb.fake_rustc(b"out\n", b"err\n", Ending::Exit(0));
+    if !sb.run_unprivileged("unwritable_state_dir_never_fails_a_call") {
+        return;
     }
+    fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+    let probe = state.join("probe");
+    sb.assert_denied(&format!("touch {}", sh_quote(probe.as_os_str())));
+    // A cacheable call (sccache fails, the breaker cannot be saved) and a probe (bypassed, its
+    // count cannot be saved), twice each.
+    for _ in 0..2 {
+        for args in [cacheable_args("src/lib.rs", &sb.data), vec!["-vV".into()]] {
+            let mut all = vec![fake.path.clone().into_os_string()];
+            all.extend(args);
+            let r = run(&mut sb.shim(all), SHORT);
+            r.assert_success();
+            assert!(
+                r.stdout == b"out\n" && r.stderr == b"err\n",
+                "{}",
+                r.describe()
+            );
+        }
+    }
+    assert_eq!(fake.calls(), 4, "the compiler runs once per call");
+    assert!(
+        !sb.sccache_calls().is_empty(),
+        "sccache was tried (and failed)"
+    );
+    assert_eq!(
+        fs::read_dir(&state).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+    let st = sb.status_json();
+    assert_eq!(
+        breaker_state(&st),
+        "closed",
+        "nothing could be saved: {st:?}"
+    );
 }
 
 #[test]
@@ -341,10 +393,7 @@ struct Redis {
 impl Redis {
     fn start(dir: &Path) -> Option<Redis> {
         let server = which_redis()?;
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = reserve_port();
         let child = Command::new(server)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
@@ -406,11 +455,8 @@ fn redis_unreachable_at_start_the_build_passes() {
     let Some(sccache) = require_sccache("redis_unreachable") else {
         return;
     };
-    // A port nothing listens on.
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port nothing listens on, and nothing will: reserved for this test.
+    let closed = reserve_port();
     sb.set_env(
         "SCCACHE_REDIS_ENDPOINT",
         format!("redis://127.0.0.1:{closed}"),
@@ -694,9 +740,13 @@ fn abstract_unix_socket_server_is_seen_as_up() {
     );
 }
 
-/// A server that stops answering in the middle of a call (it started fine): the watchdog notices,
-/// kills the client with everything it started, opens the breaker, and the crate compiles
-/// directly.
+/// How long the watchdog gives the server to answer, and how often it asks (README: "must
+/// answer a statistics request every 10 s").
+const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A server that stops answering in the middle of a call (it started fine): the watchdog notices
+/// within its interval, kills the client with everything it started, opens the breaker, and the
+/// crate compiles directly.
 #[test]
 fn sccache_hanging_mid_call_is_abandoned() {
     let mut sb = Sandbox::new();
@@ -708,26 +758,41 @@ fn sccache_hanging_mid_call_is_abandoned() {
     write_script(
         &fake,
         &format!(
-            "printf '%s\\n' \"$*\" >> {}\ncase \"$1\" in --start-server) exit 0;; esac\nsleep 3602\n",
+            "printf '%s\\n' \"$*\" >> {}\n\
+             case \"$1\" in --start-server) exit 0;; --version) echo 'sccache 0.16.0'; exit 0;; esac\n\
+             sleep 3602\n",
             sh_quote(calls.as_os_str())
         ),
     );
-    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
-    r.assert_success().assert_no_shim_noise();
-    assert_app_prints(&sb, &expected);
+    // The first check comes after MAYBE_SCCACHE_SLOW_CALL, and the server gets one interval to
+    // answer it; the margin (another two intervals) is for a loaded machine.
+    let took = timed_call(&sb);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(1) + 3 * WATCHDOG_EVERY,
+        "MAYBE_SCCACHE_SLOW_CALL=1, yet the hung call was abandoned after {took:?}"
+    );
+    sb.assert_no_process_left(Duration::from_secs(10));
     let calls = sb.sccache_calls();
     assert_eq!(
         calls.iter().filter(|c| !c.starts_with("--")).count(),
         1,
-        "one compile went to sccache, the rest compiled directly: {calls:?}"
+        "one compile went to sccache: {calls:?}"
     );
-    let left = processes_mentioning(&fake.display().to_string());
-    assert!(left.is_empty(), "processes left behind: {left:?}");
-    let sleepers = processes_mentioning("sleep 3602");
-    assert!(sleepers.is_empty(), "processes left behind: {sleepers:?}");
     let st = sb.status_json();
     assert!(breaker_reason(&st).contains("hung"), "{st:?}");
     assert_eq!(counter(&st, "fallback", "hung"), 1, "{st:?}");
+
+    // The rest of a build compiles directly while the breaker is open.
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let after = sb.sccache_calls();
+    assert_eq!(
+        after.iter().filter(|c| !c.starts_with("--")).count(),
+        1,
+        "no more compiles went to sccache: {after:?}"
+    );
+    sb.assert_no_process_left(Duration::from_secs(10));
 }
 
 /// The breaker keeps sccache's error as the reason and `status` shows it (in a CI job summary,
