@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
+use crate::alias;
 use crate::cache_key;
 use crate::config::Config;
 use crate::doctor;
@@ -40,6 +41,14 @@ Usage:
                                             is left out; --github-output also appends both
                                             lines to the file named by $GITHUB_OUTPUT
   maybe-sccache reset                       clear the breaker and the counters
+  maybe-sccache alias [--dir DIR]           create (or refresh) a link to this program named
+                                            `sccache`, in a directory of its own (default:
+                                            the user's data dir), and print its path:
+                                              export RUSTC_WRAPPER=\"$(maybe-sccache alias)\"
+                                            cc-rs then routes build scripts' C/C++ compiles
+                                            through it, as it does for sccache; called by that
+                                            name with sccache's options (--show-stats, ...),
+                                            it runs the real sccache
   maybe-sccache --help | --version          (also `maybe-sccache <command> --help`)
 
 Environment:
@@ -54,7 +63,7 @@ Environment:
 ";
 
 pub fn is_subcommand(word: &str) -> bool {
-    matches!(word, "status" | "doctor" | "cache-key" | "reset")
+    matches!(word, "status" | "doctor" | "cache-key" | "reset" | "alias")
 }
 
 pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
@@ -77,6 +86,7 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
             _ => bail!("{}", doctor::USAGE),
         },
         "cache-key" => cache_key::run(&cache_key::parse_args(&args)?),
+        "alias" => alias::run(&args),
         "status" => {
             let format = match args.as_slice() {
                 [] => status::Format::Text,

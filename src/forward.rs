@@ -36,6 +36,9 @@ pub enum Verdict {
     CompilerKilled(i32),
     /// sccache failed on its own before the compiler's result reached us: fall back.
     SccacheFailed(&'static str),
+    /// sccache refused the compiler itself (`Compiler not supported`) without running it. That is
+    /// a fact about the compiler, not a failure of sccache's: compile directly, blame no one.
+    Unsupported,
 }
 
 /// How a forwarded call ended: with sccache's result, or with sccache not answering.
@@ -159,6 +162,11 @@ pub fn judge(c: &Captured) -> Verdict {
     }
     let only_sccache_lines = all_lines_are_sccache(&c.stderr) && all_lines_are_sccache(&c.stdout);
     match code {
+        2 if only_sccache_lines
+            && has_line(&c.stderr, b"sccache: error: Compiler not supported") =>
+        {
+            Verdict::Unsupported
+        }
         2 if only_sccache_lines && has_line(&c.stderr, b"sccache: error:") => {
             Verdict::SccacheFailed("sccache-error")
         }
@@ -254,6 +262,12 @@ mod tests {
             ..captured(0, "", "")
         };
         assert_eq!(judge(&crashed), Verdict::SccacheFailed("sccache-crashed"));
+    }
+
+    #[test]
+    fn unsupported_compiler_is_not_a_failure() {
+        let text = "sccache: error: Compiler not supported: \"failed to detect\"\n";
+        assert_eq!(judge(&captured(2, "", text)), Verdict::Unsupported);
     }
 
     #[test]

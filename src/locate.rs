@@ -82,7 +82,12 @@ pub fn cargo_home() -> Option<PathBuf> {
     }
 }
 
-fn exe_name() -> OsString {
+/// Is `path` this very program (a symlink, a hard link or a copy of it)?
+pub fn is_this_program(path: &Path) -> bool {
+    SelfId::default().is(path)
+}
+
+pub fn exe_name() -> OsString {
     format!("sccache{}", env::consts::EXE_SUFFIX).into()
 }
 

@@ -1,5 +1,6 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
+mod alias;
 mod cache_key;
 mod child;
 mod classify;
@@ -43,7 +44,18 @@ fn main() -> ExitCode {
 /// Every exit code is decided here or returned from here: wrapper mode returns the compiler's.
 fn run() -> anyhow::Result<Exit> {
     logging::init();
-    let mut args = std::env::args_os().skip(1);
+    let mut args = std::env::args_os();
+    let as_sccache = alias::invoked_as_sccache(args.next().as_ref());
+    let rest: Vec<OsString> = args.collect();
+    // Under the alias's name, sccache's own options (and no arguments) are the real sccache's.
+    if as_sccache
+        && rest
+            .first()
+            .map_or(true, |a| a.as_encoded_bytes().starts_with(b"-"))
+    {
+        return alias::to_real_sccache(&rest);
+    }
+    let mut args = rest.into_iter();
     let Some(first) = args.next() else {
         eprint!("{}", cli::USAGE);
         return Ok(ExitCode::from(2).into());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::classify;
+use crate::classify::{self, Family};
 use crate::config::Config;
 use crate::fallback::{self, Exit};
 use crate::forward::{self, Ran, Verdict};
@@ -25,10 +25,12 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
         log::warn!("{var}: {problem}");
     }
     let state_dir = config.state_dir.as_deref();
+    let family = Family::of(&compiler, &args);
 
     // 1. Calls that must not or cannot use sccache go straight to the compiler.
-    if let Some(reason) = skip_reason(&config, &args) {
-        log::info!("bypass {reason}: {}", compiler.to_string_lossy());
+    if let Some(reason) = skip_reason(&config, family, &args) {
+        let lang = family.as_str();
+        log::info!("bypass {reason} ({lang}): {}", compiler.to_string_lossy());
         state::record(state_dir, Event::Bypassed, reason);
         return Ok(fallback::run_compiler(&compiler, &args)?);
     }
@@ -82,6 +84,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
             }
             Ok(fallback::exit_code_of_status(status))
         }
+        Verdict::Unsupported => compile_directly(state_dir, "unsupported", &compiler, &args),
         Verdict::Compiled(code) => {
             state::record(state_dir, Event::Forwarded, "-");
             replay(&captured.stdout, &captured.stderr);
@@ -116,7 +119,7 @@ fn compiler_exists(compiler: &OsString) -> bool {
 }
 
 /// Why this call should not touch sccache at all, if it should not.
-fn skip_reason(config: &Config, args: &[OsString]) -> Option<&'static str> {
+fn skip_reason(config: &Config, family: Family, args: &[OsString]) -> Option<&'static str> {
     if config.disabled {
         return Some("disabled");
     }
@@ -126,7 +129,7 @@ fn skip_reason(config: &Config, args: &[OsString]) -> Option<&'static str> {
     if config.incremental_var.is_some() {
         return Some("incremental-env");
     }
-    classify::uncacheable(args).map(|u| u.0)
+    classify::uncacheable(family, args).map(|u| u.0)
 }
 
 fn compile_directly(

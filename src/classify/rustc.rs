@@ -1,4 +1,4 @@
-//! Deciding, from the compiler's arguments alone, whether sccache could ever cache a call.
+//! rustc's room: whether sccache could ever cache a rustc call, from its arguments alone.
 //!
 //! The rules follow sccache 0.16's own argument parser (`src/compiler/rust.rs`, `parse_arguments`):
 //! a call it reports as "not a compilation" or "cannot cache" is only run locally by sccache after a
@@ -8,10 +8,9 @@
 //! call bypassed wrongly loses a cache hit, a call forwarded wrongly costs one round trip.
 
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 
-/// Why a call is not worth forwarding. The `&'static str` is the reason shown in logs and counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Uncacheable(pub &'static str);
+use super::Uncacheable;
 
 /// Options that take a value, either joined (`--opt=value`, `-Cvalue`) or as the next argument.
 /// Anything else starting with `-` is a flag without a value, as sccache treats it.
@@ -81,7 +80,27 @@ pub fn uncacheable(args: &[OsString]) -> Option<Uncacheable> {
                 _ => continue,
             }
         };
-        let value = value.to_string_lossy();
+        // sccache parses the values of these options as UTF-8 strings and refuses the call
+        // when one is not.
+        let typed = matches!(
+            name,
+            "-C" | "--codegen"
+                | "--color"
+                | "--crate-name"
+                | "--crate-type"
+                | "--emit"
+                | "--extern"
+                | "--json"
+                | "-L"
+                | "-Z"
+                | "-l"
+        );
+        let Some(text) = value.to_str() else {
+            if typed || (name == "--target" && !is_json_path(value)) {
+                return Some(Uncacheable("non-utf8"));
+            }
+            continue;
+        };
         match name {
             "--print" | "--explain" | "--pretty" | "--unpretty" => {
                 return Some(Uncacheable("probe"))
@@ -91,7 +110,7 @@ pub fn uncacheable(args: &[OsString]) -> Option<Uncacheable> {
             "--out-dir" => out_dir_seen = true,
             "--crate-type" => {
                 crate_type_seen = true;
-                let cacheable = value
+                let cacheable = text
                     .split(',')
                     .all(|t| matches!(t, "lib" | "rlib" | "staticlib"));
                 if !cacheable {
@@ -103,19 +122,33 @@ pub fn uncacheable(args: &[OsString]) -> Option<Uncacheable> {
                     return Some(Uncacheable("emit"));
                 }
                 emit_seen = true;
-                let cacheable = value
-                    .split(',')
-                    .map(|e| e.split('=').next().unwrap_or(""))
-                    .all(|e| matches!(e, "link" | "metadata" | "dep-info"));
+                // Kinds are compared whole: `link=PATH` is not `link` to sccache.
+                let kinds: Vec<&str> = text.split(',').collect();
+                if !kinds.iter().any(|k| matches!(*k, "link" | "metadata")) {
+                    // Nothing sccache would store (`--emit=dep-info` alone, say).
+                    return Some(Uncacheable("emit"));
+                }
+                let cacheable = kinds
+                    .iter()
+                    .all(|k| matches!(*k, "link" | "metadata" | "dep-info"));
                 if !cacheable {
                     return Some(Uncacheable("emit"));
                 }
             }
             "-C" | "--codegen" => {
-                let key = value.split('=').next().unwrap_or("");
+                let key = text.split('=').next().unwrap_or("");
                 if key == "incremental" {
                     return Some(Uncacheable("incremental"));
                 }
+                if text == "extra-filename" {
+                    // Without a value: sccache cannot name the dep-info file.
+                    return Some(Uncacheable("extra-filename"));
+                }
+            }
+            "--extern" if !text.contains('=') => return Some(Uncacheable("extern")),
+            "--target" if !is_json_path(value) && target_json_exists(value) => {
+                // sccache cannot tell a built-in target from `X.json` then, and refuses.
+                return Some(Uncacheable("target-unsure"));
             }
             _ => {}
         }
@@ -161,6 +194,17 @@ where
         return Some((name, os_str_from(tail)));
     }
     None
+}
+
+fn is_json_path(value: &OsStr) -> bool {
+    Path::new(value).extension().is_some_and(|e| e == "json")
+}
+
+/// Does `<value>.json` exist? Only asked for `--target`, which cargo passes in cross builds.
+fn target_json_exists(value: &OsStr) -> bool {
+    let mut path = value.to_owned();
+    path.push(".json");
+    Path::new(&path).is_file()
 }
 
 fn os_str_from(bytes: &[u8]) -> &OsStr {
@@ -226,6 +270,47 @@ mod tests {
         assert_eq!(check(&format!("{LIB} -o out")), Some("output-or-sysroot"));
         let no_emit = LIB.replace("--emit=dep-info,metadata,link", "");
         assert_eq!(check(&no_emit), Some("missing-option"));
+    }
+
+    #[test]
+    fn parity_with_sccache_0_16() {
+        let emit = |e: &str| check(&LIB.replace("--emit=dep-info,metadata,link", e));
+        assert_eq!(emit("--emit=dep-info=/t/x.d,link"), Some("emit"));
+        assert_eq!(emit("--emit=link=/t/x.rlib"), Some("emit"));
+        assert_eq!(emit("--emit=dep-info"), Some("emit"));
+        assert_eq!(emit("--emit=metadata"), None);
+        assert_eq!(emit("--emit link"), None);
+        assert_eq!(
+            check(&format!("{LIB} -C extra-filename")),
+            Some("extra-filename")
+        );
+        assert_eq!(
+            check(&format!("{LIB} -Cextra-filename")),
+            Some("extra-filename")
+        );
+        assert_eq!(check(&format!("{LIB} --extern proc_macro")), Some("extern"));
+        assert_eq!(
+            check(&format!("{LIB} --target x86_64-unknown-linux-gnu")),
+            None
+        );
+        assert_eq!(check(&format!("{LIB} --target /t/custom.json")), None);
+        let dir = tempfile::tempdir().unwrap();
+        let custom = dir.path().join("custom");
+        std::fs::write(custom.with_extension("json"), "{}").unwrap();
+        let target = format!("{LIB} --target {}", custom.display());
+        assert_eq!(check(&target), Some("target-unsure"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_values_of_typed_options() {
+        use std::os::unix::ffi::OsStringExt;
+        for opt in ["--crate-name", "-C", "--extern", "-L", "--json", "--target"] {
+            let mut args: Vec<OsString> = LIB.split_whitespace().map(OsString::from).collect();
+            args.push(opt.into());
+            args.push(OsString::from_vec(b"x=\xff".to_vec()));
+            assert_eq!(uncacheable(&args), Some(Uncacheable("non-utf8")), "{opt}");
+        }
     }
 
     #[cfg(unix)]
