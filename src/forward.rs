@@ -162,9 +162,9 @@ pub fn judge(c: &Captured) -> Verdict {
     }
     let only_sccache_lines = all_lines_are_sccache(&c.stderr) && all_lines_are_sccache(&c.stdout);
     match code {
-        2 if only_sccache_lines
-            && has_line(&c.stderr, b"sccache: error: Compiler not supported") =>
-        {
+        // `sccache: error: failed to execute compile` + `sccache: caused by: Compiler not
+        // supported: "…"` (0.16), or the error line itself saying so.
+        2 if only_sccache_lines && has_line_containing(&c.stderr, b"Compiler not supported") => {
             Verdict::Unsupported
         }
         2 if only_sccache_lines && has_line(&c.stderr, b"sccache: error:") => {
@@ -211,6 +211,10 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 fn all_lines_are_sccache(bytes: &[u8]) -> bool {
     lines(bytes).all(|l| l.starts_with(b"sccache: ") || l.starts_with(b"Run with SCCACHE_LOG"))
+}
+
+fn has_line_containing(bytes: &[u8], needle: &[u8]) -> bool {
+    lines(bytes).any(|l| l.windows(needle.len()).any(|w| w == needle))
 }
 
 fn has_line(bytes: &[u8], prefix: &[u8]) -> bool {
@@ -267,6 +271,9 @@ mod tests {
     #[test]
     fn unsupported_compiler_is_not_a_failure() {
         let text = "sccache: error: Compiler not supported: \"failed to detect\"\n";
+        assert_eq!(judge(&captured(2, "", text)), Verdict::Unsupported);
+        let text = "sccache: error: failed to execute compile\n\
+                    sccache: caused by: Compiler not supported: \"\"\n";
         assert_eq!(judge(&captured(2, "", text)), Verdict::Unsupported);
     }
 

@@ -186,7 +186,19 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
         + num("cache_read_errors")
         + num("cache_write_errors")
         + per_language("cache_errors");
+    // Hits and misses per language, as sccache names them (`Rust`, `C/C++`, `Assembler`, …).
+    let mut languages = serde_json::Map::new();
+    for (kind, key) in [("hits", "cache_hits"), ("misses", "cache_misses")] {
+        let counts = stats.get(key).and_then(|e| e.get("counts"));
+        for (language, n) in counts.and_then(|c| c.as_object()).into_iter().flatten() {
+            let entry = languages
+                .entry(language.clone())
+                .or_insert_with(|| serde_json::json!({"hits": 0, "misses": 0}));
+            entry[kind] = serde_json::json!(n.as_u64().unwrap_or(0));
+        }
+    }
     Some(serde_json::json!({
+        "languages": languages,
         "requests": num("compile_requests"),
         "hits": per_language("cache_hits"),
         "misses": per_language("cache_misses"),

@@ -201,6 +201,19 @@ fn summary_lines(r: &Value) -> Vec<(String, String)> {
                 st["requests"], st["errors"]
             ),
         ));
+        let languages: Vec<String> = st
+            .get("languages")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(language, n)| {
+                let n = |k: &str| n[k].as_u64().unwrap_or(0);
+                format!("{language} {} hits, {} misses", n("hits"), n("misses"))
+            })
+            .collect();
+        if !languages.is_empty() {
+            rows.push(("by language".into(), languages.join("; ")));
+        }
     }
     rows
 }

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod c_cpp;
 mod cargo_builds;
 mod cli;
 mod fallback;
