@@ -117,7 +117,7 @@ pub fn invoked_as_sccache(argv0: Option<&OsString>) -> bool {
 
 /// `sccache --show-stats` and the like, called through the alias: hands the call to the real
 /// sccache (`exec` on Unix), or says in one line that there is none.
-pub fn to_real_sccache(args: &[OsString]) -> Result<ExitCode> {
+pub fn to_real_sccache(args: &[OsString]) -> Result<fallback::Exit> {
     let config = Config::from_env();
     match locate::find_sccache(&config) {
         Lookup::Found { path, .. } => Ok(fallback::run_compiler(path.as_os_str(), args)?),
