@@ -87,7 +87,13 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
         Verdict::Unsupported => compile_directly(state_dir, "unsupported", &compiler, &args),
         Verdict::Compiled(code) => {
             state::record(state_dir, Event::Forwarded, "-");
-            replay(&captured.stdout, &captured.stderr);
+            if forward::compiled_locally(&captured.stderr) {
+                log::info!("sccache lost its server during the call and compiled locally");
+            }
+            replay(
+                &captured.stdout,
+                &forward::without_sccache_warnings(&captured.stderr),
+            );
             log::info!(
                 "forward: exit {code} in {} ms",
                 captured.elapsed.as_millis()

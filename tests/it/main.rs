@@ -14,6 +14,7 @@ mod cargo_builds;
 mod cli;
 mod fallback;
 mod front;
+mod judgement;
 mod passthrough;
 mod resilience;
 mod sccache_real;

@@ -11,7 +11,7 @@ use crate::support::*;
 /// Writes a workspace of `n` library crates into `ws`. With `chain`, crate `k` depends on `k-1`
 /// (a `-j1`-like critical path); without, they are independent (all can build at once). A bin
 /// `app` depends on the last (or all) and prints the sum it computed through them.
-fn write_libs(ws: &Path, n: usize, chain: bool) -> String {
+pub fn write_libs(ws: &Path, n: usize, chain: bool) -> String {
     let mut members = Vec::new();
     for k in 1..=n {
         let name = format!("l{k}");
@@ -79,7 +79,7 @@ fn write_libs(ws: &Path, n: usize, chain: bool) -> String {
     format!("sum={}\n", n * (n + 1) / 2)
 }
 
-fn assert_app_prints(sb: &Sandbox, expected: &str) {
+pub fn assert_app_prints(sb: &Sandbox, expected: &str) {
     let app = sb.target.join("debug").join("app");
     let r = run(&mut sb.command(&app), SHORT);
     r.assert_success();
@@ -90,21 +90,21 @@ fn assert_app_prints(sb: &Sandbox, expected: &str) {
     );
 }
 
-fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
+pub fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
     status
         .path(&["counters", kind, reason])
         .and_then(Json::as_u64)
         .unwrap_or(0)
 }
 
-fn breaker_state(status: &Json) -> String {
+pub fn breaker_state(status: &Json) -> String {
     match status.path(&["breaker", "state"]) {
         Some(Json::String(s)) => s.clone(),
         other => panic!("breaker.state missing: {other:?}"),
     }
 }
 
-fn breaker_reason(status: &Json) -> String {
+pub fn breaker_reason(status: &Json) -> String {
     match status.path(&["breaker", "last_failure", "reason"]) {
         Some(Json::String(s)) => s.clone(),
         _ => String::new(),

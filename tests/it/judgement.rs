@@ -1,0 +1,452 @@
+//! Judging sccache's result on failures written by the real sccache (0.16, and the older one CI
+//! names in `MAYBE_SCCACHE_TEST_SCCACHE_OLD`), with and without `SCCACHE_LOG=debug`: a foreign
+//! process on the server port, a panicking client, a server stopped or killed in the middle of
+//! calls, a source file that is not there.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::resilience::{assert_app_prints, breaker_state, counter, write_libs};
+use crate::support::*;
+
+/// The sccache versions to judge: the real 0.16, and the older one when it is given (CI gives it,
+/// and then it must be there).
+pub fn sccaches(test: &str) -> Vec<(&'static str, PathBuf)> {
+    let Some(current) = require_sccache(test) else {
+        return Vec::new();
+    };
+    let mut all = vec![("current", current.to_owned())];
+    match std::env::var_os("MAYBE_SCCACHE_TEST_SCCACHE_OLD").filter(|v| !v.is_empty()) {
+        Some(old) => {
+            let old = PathBuf::from(old);
+            assert!(old.is_file(), "MAYBE_SCCACHE_TEST_SCCACHE_OLD={old:?}");
+            all.push(("old", old));
+        }
+        None if in_ci() => panic!("{test}: CI is set but MAYBE_SCCACHE_TEST_SCCACHE_OLD is not"),
+        None => eprintln!("{test}: MAYBE_SCCACHE_TEST_SCCACHE_OLD not set, older sccache skipped"),
+    }
+    all
+}
+
+/// Something that is not an sccache server, holding a port: it accepts each connection, reads a
+/// little and hangs up, as a different service on a clashing port would.
+struct ForeignListener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ForeignListener {
+    fn on(port: u16) -> ForeignListener {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the foreign listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(mut conn) = conn {
+                    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+                    let _ = conn.read(&mut [0u8; 4]);
+                }
+            }
+        });
+        ForeignListener {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ForeignListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn trips(st: &Json) -> u64 {
+    st.path(&["counters", "trips"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+/// The issue that started this module: with `SCCACHE_LOG=debug`, sccache's client writes its log
+/// beside `sccache: error: …`, and the failure must still be taken for sccache's.
+#[test]
+fn foreign_listener_on_the_server_port_falls_back_whatever_sccache_logs() {
+    for (version, sccache) in sccaches("foreign_listener") {
+        for log in [None, Some("debug")] {
+            let what = format!("sccache {version}, SCCACHE_LOG={log:?}");
+            let mut sb = Sandbox::new();
+            if let Some(log) = log {
+                sb.set_env("SCCACHE_LOG", log);
+            }
+            let _foreign = ForeignListener::on(sb.port);
+            let expected = write_libs(&sb.ws, 2, true);
+            sb.install_real_sccache(&sccache);
+            // The fault is real: sccache alone fails on it.
+            let out_dir = sb.data.join("alone");
+            let mut alone = sb.command(&sccache);
+            alone
+                .arg(toolchain_rustc())
+                .args(cacheable_args("l1/src/lib.rs", &out_dir))
+                .current_dir(&sb.ws);
+            let r = run(&mut alone, SHORT);
+            assert_eq!(r.code(), Some(2), "{what}: {}", r.describe());
+            assert!(
+                r.err()
+                    .contains("sccache: error: failed to execute compile"),
+                "{what}: {}",
+                r.describe()
+            );
+            if log.is_some() {
+                assert!(
+                    r.err().contains(" DEBUG sccache"),
+                    "{what}: {}",
+                    r.describe()
+                );
+            }
+
+            let r = sb.build();
+            r.assert_success().assert_no_shim_noise();
+            assert_app_prints(&sb, &expected);
+            let st = sb.status_json();
+            // cargo starts the second crate once the first one's metadata is out, which may be
+            // before the first call has opened the breaker: one or two calls find the fault.
+            let failed = counter(&st, "fallback", "sccache-error");
+            assert!((1..=2).contains(&failed), "{what}: {st:?}");
+            assert_eq!(trips(&st), failed, "{what}: {st:?}");
+        }
+    }
+}
+
+/// A file that is not there: sccache hands the call to rustc, whose error is the result, shown
+/// once with rustc's exit code, and sccache is not blamed.
+#[test]
+fn missing_source_file_is_the_compilers_error() {
+    for (version, sccache) in sccaches("missing_source") {
+        for log in [None, Some("debug")] {
+            let what = format!("sccache {version}, SCCACHE_LOG={log:?}");
+            let mut sb = Sandbox::new();
+            if let Some(log) = log {
+                sb.set_env("SCCACHE_LOG", log);
+            }
+            sb.install_real_sccache(&sccache);
+            let mut args = vec![toolchain_rustc().into_os_string()];
+            args.extend(cacheable_args("gone.rs", &sb.data.join("out")));
+            let r = run(&mut sb.shim(&args), SHORT);
+            assert_eq!(r.code(), Some(1), "{what}: {}", r.describe());
+            assert_eq!(
+                count(&r.stderr, "\"rendered\":\"error: couldn't read"),
+                1,
+                "{what}: {}",
+                r.describe()
+            );
+            assert_eq!(count(&r.all(), "sccache: "), 0, "{what}: {}", r.describe());
+            let st = sb.status_json();
+            assert_eq!(trips(&st), 0, "{what}: {st:?}");
+            assert_eq!(
+                st.path(&["counters", "forwarded"]).and_then(Json::as_u64),
+                Some(1),
+                "{what}: {st:?}"
+            );
+        }
+    }
+}
+
+/// A user id with no entry in the password database.
+const NO_SUCH_USER: u32 = 54321;
+
+/// sccache's client panics (exit 101, like a rustc ICE) when it finds no home directory: a user
+/// without a password entry and without `HOME`. That is sccache's failure, not the compiler's.
+#[test]
+fn panicking_sccache_client_is_not_taken_for_an_ice() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !in_ci(),
+            "CI runs as root; this test needs it to change user"
+        );
+        eprintln!("skipping panicking_sccache_client: needs root to run as another user");
+        return;
+    }
+    for (version, sccache) in sccaches("panicking_sccache") {
+        let mut sb = Sandbox::new();
+        // The other user must reach the sandbox, the sccache copy and the fake compiler.
+        fs::set_permissions(sb.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = sb.bin.join("sccache");
+        fs::copy(&sccache, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        sb.stop_server_on_drop(&copy);
+        let state = sb.root().join("user-state");
+        fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(NO_SUCH_USER), Some(NO_SUCH_USER)).unwrap();
+        sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+        fs::set_permissions(&sb.data, fs::Permissions::from_mode(0o777)).unwrap();
+        let fake = sb.fake_rustc(b"", b"warning: from the compiler\n", Ending::Exit(0));
+        for f in fs::read_dir(&sb.data).unwrap() {
+            let f = f.unwrap().path();
+            let mode = if f == fake.path { 0o755 } else { 0o666 };
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        // The server runs (started by the test, as the sandbox's own user), so the shim forwards.
+        run(sb.command(&copy).arg("--start-server"), SHORT).assert_success();
+        let as_other_user = |args: &[std::ffi::OsString]| {
+            let mut cmd = sb.command("setpriv");
+            cmd.arg(format!("--reuid={NO_SUCH_USER}"))
+                .arg(format!("--regid={NO_SUCH_USER}"))
+                .arg("--clear-groups")
+                .arg(SHIM)
+                .args(args)
+                .env_remove("HOME")
+                .env("TMPDIR", sb.data.as_os_str());
+            run(&mut cmd, SHORT)
+        };
+        // The fault is real: sccache's client panics for that user.
+        let mut alone = sb.command("setpriv");
+        alone
+            .arg(format!("--reuid={NO_SUCH_USER}"))
+            .arg(format!("--regid={NO_SUCH_USER}"))
+            .arg("--clear-groups")
+            .arg(&copy)
+            .arg(&fake.path)
+            .env_remove("HOME");
+        let r = run(&mut alone, SHORT);
+        assert_eq!(r.code(), Some(101), "sccache {version}: {}", r.describe());
+        assert!(r.err().contains("panicked at"), "{}", r.describe());
+
+        let mut args = vec![fake.path.clone().into_os_string()];
+        args.extend(cacheable_args("src/lib.rs", &sb.data.join("out")));
+        let r = as_other_user(&args);
+        assert_eq!(r.code(), Some(0), "sccache {version}: {}", r.describe());
+        assert_eq!(r.err(), "warning: from the compiler\n", "{}", r.describe());
+        assert_eq!(fake.calls(), 1, "the compiler runs once");
+        let r = as_other_user(&["status".into(), "--json".into()]);
+        let st = json_from_str(&r.out()).unwrap_or_else(|e| panic!("{e}: {}", r.describe()));
+        assert_eq!(counter(&st, "fallback", "sccache-panicked"), 1, "{st:?}");
+    }
+}
+
+/// A rustc ICE through the real sccache is the compiler's result: shown once, exit 101, and the
+/// compiler is not run a second time.
+#[test]
+fn rustc_ice_through_sccache_is_the_compilers_result() {
+    for (version, sccache) in sccaches("rustc_ice") {
+        let mut sb = Sandbox::new();
+        sb.set_env("RUSTC_BOOTSTRAP", "1");
+        sb.install_real_sccache(&sccache);
+        let src = sb.data.join("ice.rs");
+        fs::write(&src, "pub fn f() -> u32 { \"x\" }\n").unwrap();
+        let mut args = vec![toolchain_rustc().into_os_string()];
+        args.extend(cacheable_args(src.to_str().unwrap(), &sb.data.join("out")));
+        args.push("-Ztreat-err-as-bug=1".into());
+        let mut cmd = sb.shim(&args);
+        cmd.current_dir(&sb.data);
+        let r = run(&mut cmd, SHORT);
+        assert_eq!(r.code(), Some(101), "sccache {version}: {}", r.describe());
+        assert_eq!(count(&r.stderr, "panicked at"), 1, "{}", r.describe());
+        let st = sb.status_json();
+        assert_eq!(trips(&st), 0, "{st:?}");
+        assert_eq!(counter(&st, "fallback", "sccache-panicked"), 0, "{st:?}");
+    }
+}
+
+/// A workspace of `n` libraries that each hold their compile (inside rustc, through a proc macro)
+/// until the test lets them go: `<gate>/started-<crate>` appears when a compile is held, and the
+/// compiles go on once `<gate>/go` exists.
+fn write_gated_libs(ws: &Path, n: usize) -> String {
+    let w = |rel: &str, text: &str| write_file(&ws.join(rel), text, 0o644);
+    let members: Vec<String> = (1..=n).map(|k| format!("\"g{k}\"")).collect();
+    w(
+        "Cargo.toml",
+        &format!(
+            "[workspace]\nmembers = [\"gate\", \"app\", {}]\nresolver = \"2\"\n",
+            members.join(", ")
+        ),
+    );
+    w(
+        "gate/Cargo.toml",
+        "[package]\nname = \"gate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [lib]\nproc-macro = true\n",
+    );
+    w(
+        "gate/src/lib.rs",
+        "use proc_macro::TokenStream;\n\
+         use std::path::Path;\n\
+         use std::time::{Duration, Instant};\n\n\
+         #[proc_macro]\n\
+         pub fn held(input: TokenStream) -> TokenStream {\n    \
+             let gate = std::env::var(\"TEST_GATE_DIR\").expect(\"TEST_GATE_DIR\");\n    \
+             let gate = Path::new(&gate);\n    \
+             let krate = std::env::var(\"CARGO_CRATE_NAME\").unwrap_or_default();\n    \
+             std::fs::write(gate.join(format!(\"started-{krate}\")), b\"\").unwrap();\n    \
+             let deadline = Instant::now() + Duration::from_secs(200);\n    \
+             while !gate.join(\"go\").exists() && Instant::now() < deadline {\n        \
+                 std::thread::sleep(Duration::from_millis(50));\n    \
+             }\n    \
+             input\n}\n",
+    );
+    let mut uses = Vec::new();
+    for k in 1..=n {
+        w(
+            &format!("g{k}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"g{k}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\ngate = {{ path = \"../gate\" }}\n"
+            ),
+        );
+        w(
+            &format!("g{k}/src/lib.rs"),
+            &format!("pub fn v() -> u64 {{ gate::held!({k}) }}\n"),
+        );
+        uses.push(format!("g{k}::v()"));
+    }
+    let deps: Vec<String> = (1..=n)
+        .map(|k| format!("g{k} = {{ path = \"../g{k}\" }}"))
+        .collect();
+    w(
+        "app/Cargo.toml",
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\n{}\n",
+            deps.join("\n")
+        ),
+    );
+    w(
+        "app/src/main.rs",
+        &format!(
+            "fn main() {{ println!(\"sum={{}}\", {}); }}\n",
+            uses.join(" + ")
+        ),
+    );
+    format!("sum={}\n", n * (n + 1) / 2)
+}
+
+/// Creates the gate's `go` file when dropped.
+struct OpenGate(PathBuf);
+
+impl Drop for OpenGate {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.0, b"");
+    }
+}
+
+/// The sccache server process listening for the sandbox (found by its environment).
+fn server_pid(sb: &Sandbox) -> Option<i32> {
+    let port = format!("SCCACHE_SERVER_PORT={}", sb.port);
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        if vars.contains(&port.as_bytes()) && vars.contains(&&b"SCCACHE_START_SERVER=1"[..]) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server stopped (`--stop-server`, as the shim itself once did when it opened the breaker) or
+/// killed while several calls are in it: sccache's clients compile locally and say so on stderr.
+/// That warning is sccache's, not the compiler's, and must not reach cargo.
+fn server_goes_away_mid_build(sccache: &Path, kill: bool) {
+    let what = format!(
+        "{} {}",
+        sccache.display(),
+        if kill { "killed" } else { "stopped" }
+    );
+    let mut sb = Sandbox::new();
+    let gate = sb.data.join("gate");
+    fs::create_dir(&gate).unwrap();
+    sb.set_env("TEST_GATE_DIR", &gate);
+    // The watchdog and the slow-call check stay out of this test.
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "3600");
+    // Two calls at once: sccache's server runs at most one compile per core, and CI may have two.
+    let n = 2;
+    let expected = write_gated_libs(&sb.ws, n);
+    sb.install_real_sccache(sccache);
+    // Whatever happens to the test, the held compiles go on (and end) when it is over.
+    let _open_gate_at_the_end = OpenGate(gate.join("go"));
+    let build = {
+        let mut cmd = sb.cargo(&["build", "--offline", "-j4"]);
+        std::thread::spawn(move || run(&mut cmd, BUILD))
+    };
+    let started = |gate: &Path| {
+        fs::read_dir(gate).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("started-"))
+                .count()
+        })
+    };
+    wait_for("every library's compile to be held", BUILD, || {
+        started(&gate) >= n || build.is_finished()
+    });
+    assert!(
+        !build.is_finished(),
+        "{what}: {}",
+        build.join().unwrap().describe()
+    );
+    let pid = server_pid(&sb).unwrap_or_else(|| {
+        let st = sb.status_json();
+        panic!("{what}: no sccache server process found: {st:?}")
+    });
+    if kill {
+        // SAFETY: a plain kill(2) of the server this test's build started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    } else {
+        run(sb.command(sccache).arg("--stop-server"), SHORT).assert_success();
+    }
+    // The server lets its calls run 10 s at most after a stop request, then exits.
+    wait_for("the server to exit", Duration::from_secs(60), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    });
+    fs::write(gate.join("go"), b"").unwrap();
+    let r = build.join().unwrap();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{what}: {st:?}");
+    assert_eq!(trips(&st), 0, "{what}: {st:?}");
+}
+
+#[test]
+fn server_stopped_in_the_middle_of_parallel_calls() {
+    for (_, sccache) in sccaches("server_stopped") {
+        server_goes_away_mid_build(&sccache, false);
+    }
+}
+
+#[test]
+fn server_killed_in_the_middle_of_parallel_calls() {
+    if let Some(sccache) = require_sccache("server_killed") {
+        server_goes_away_mid_build(sccache, true);
+    }
+}
