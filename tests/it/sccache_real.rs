@@ -185,22 +185,11 @@ fn compiler_killed_under_real_sccache() {
     // Behaves like rustc for sccache's probes and its dep-info pass; the real compile (the one
     // emitting `link`, which sccache passes as `--emit dep-info,metadata,link`, and not asking
     // for `--print file-names`) kills itself.
-    let compiler = sb.data.join("rustc");
-    write_script(
-        &compiler,
+    let compiler = sb.rustc_wrapper(
+        "rustc",
         &format!(
-            "prev=; compile=; probe=\n\
-             for a in \"$@\"; do\n\
-             case \"$a\" in --print*) probe=1 ;; --emit=*link*) compile=1 ;; esac\n\
-             case \"$prev\" in --emit) case \"$a\" in *link*) compile=1 ;; esac ;; esac\n\
-             prev=$a\n\
-             done\n\
-             if [ -n \"$compile\" ] && [ -z \"$probe\" ]; then\n\
-             echo call >> {calls}; ulimit -c 0; kill -KILL $$; exit 99\n\
-             fi\n\
-             exec {rustc} \"$@\"\n",
-            calls = sh_quote(calls.as_os_str()),
-            rustc = sh_quote(toolchain_rustc().as_os_str()),
+            "echo call >> {}; ulimit -c 0; kill -KILL $$; exit 99",
+            sh_quote(calls.as_os_str())
         ),
     );
     write_file(&sb.ws.join("victim.rs"), "pub fn f() -> u32 { 1 }\n", 0o644);
@@ -231,4 +220,102 @@ fn compiler_killed_under_real_sccache() {
             >= 1,
         "the call should have gone through sccache: {stats:?}"
     );
+}
+
+/// A library call of `compiler` on `victim.rs` in the workspace, through the shim.
+fn victim_call(sb: &Sandbox, compiler: &Path, extra: &[OsString]) -> Run {
+    write_file(&sb.ws.join("victim.rs"), "pub fn f() -> u32 { 1 }\n", 0o644);
+    let out_dir = sb.data.join("out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut args: Vec<OsString> = vec![compiler.as_os_str().to_owned()];
+    args.extend(cacheable_args("victim.rs", &out_dir));
+    args.extend_from_slice(extra);
+    let mut cmd = sb.shim(args);
+    cmd.current_dir(&sb.ws);
+    run(&mut cmd, SHORT)
+}
+
+/// The compiler's output through the real sccache reaches the caller byte for byte: on a miss
+/// (sccache relays the compile) and on a hit (sccache replays what it stored). The output is
+/// the kind rustc writes under cargo: UTF-8 JSON lines, with colour escapes and tabs escaped
+/// inside the JSON strings. (sccache 0.16 itself, writing to a pipe, drops raw control characters
+/// — tabs, colour escapes, carriage returns — and bytes that are not UTF-8 before the shim sees
+/// the output.) Here also blank lines, trailing blanks, no newline at the end, and more than a
+/// pipe's buffer of it.
+#[test]
+fn replay_through_real_sccache_is_byte_exact_on_miss_and_hit() {
+    let Some(sccache) = require_sccache("replay_through_real_sccache_is_byte_exact") else {
+        return;
+    };
+    let line =
+        r#"{"$message_type":"diagnostic","rendered":"\u001b[1mwarning\u001b[0m:\tünï ✓ 😀\n"}"#;
+    let mut out = format!("{line}\n\n   \n").repeat(1000);
+    out.push_str("no newline at the end");
+    let err = format!("{line}\n{line}  ");
+    let (out, err) = (out.as_bytes(), err.as_bytes());
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    write_file(&sb.data.join("out.bin"), out, 0o644);
+    write_file(&sb.data.join("err.bin"), err, 0o644);
+    let calls = sb.data.join("compiles");
+    let compiler = sb.rustc_wrapper(
+        "rustc",
+        &format!(
+            "echo call >> {calls}; \"$RUSTC\" \"$@\" || exit $?; cat {out}; cat {err} >&2; exit 0",
+            calls = sh_quote(calls.as_os_str()),
+            out = sh_quote(sb.data.join("out.bin").as_os_str()),
+            err = sh_quote(sb.data.join("err.bin").as_os_str()),
+        ),
+    );
+    for (round, kind) in [(1, "cache_misses"), (2, "cache_hits")] {
+        let r = victim_call(&sb, &compiler, &[]);
+        r.assert_success();
+        assert!(
+            r.stdout == out && r.stderr == err,
+            "round {round}: not the compiler's bytes: {:?} / {:?}",
+            String::from_utf8_lossy(&r.stdout[..r.stdout.len().min(300)]),
+            r.err()
+        );
+        let stats = sb.sccache_stats(sccache);
+        assert_eq!(stat(&stats, kind), 1, "round {round}: {stats:?}");
+        assert!(sb.data.join("out").join("libvictim.rlib").is_file());
+    }
+    let compiles = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert_eq!(compiles.lines().count(), 1, "the hit must not compile");
+}
+
+/// sccache passes arguments on as UTF-8 (it replaces bytes that are not with U+FFFD), so a call
+/// with such an argument never goes to it: the compiler gets them byte for byte.
+#[test]
+fn non_utf8_arguments_reach_the_compiler_with_real_sccache_installed() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let Some(sccache) = require_sccache("non_utf8_arguments_with_real_sccache") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    // The compile records its arguments, then leaves out the one rustc would refuse.
+    let argv = sb.data.join("argv");
+    let compiler = sb.rustc_wrapper(
+        "rustc",
+        &format!(
+            ": > {argv}; for a in \"$@\"; do printf '%s\\000' \"$a\" >> {argv}; done\n\
+             for a in \"$@\"; do case \"$a\" in --cfg=msit_*) ;; *) set -- \"$@\" \"$a\" ;; esac; \
+             shift; done",
+            argv = sh_quote(argv.as_os_str()),
+        ),
+    );
+    let odd = OsString::from_vec(b"--cfg=msit_\xff\xfe".to_vec());
+    for round in 1..=2 {
+        let r = victim_call(&sb, &compiler, std::slice::from_ref(&odd));
+        r.assert_success();
+        let recorded = std::fs::read(&argv).unwrap();
+        let last = recorded.split(|&b| b == 0).rev().nth(1).unwrap();
+        assert_eq!(
+            last,
+            odd.as_bytes(),
+            "round {round}: the argument changed on its way"
+        );
+    }
 }

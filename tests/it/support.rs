@@ -898,6 +898,32 @@ impl Sandbox {
         self.fake_rustc_at(&path, stdout, stderr, ending)
     }
 
+    /// A compiler for the real sccache: the toolchain's rustc behind a script that runs
+    /// `on_compile` (shell code; `$RUSTC` is the real rustc and `"$@"` the arguments) instead
+    /// of plain rustc for the real compile only: the call emitting `link`, as sccache passes it,
+    /// not asking for `--print`. sccache's probes and its dep-info pass reach rustc unchanged.
+    pub fn rustc_wrapper(&self, name: &str, on_compile: &str) -> PathBuf {
+        let path = self.data.join(name);
+        write_script(
+            &path,
+            &format!(
+                "RUSTC={rustc}\n\
+                 prev=; compile=; probe=\n\
+                 for a in \"$@\"; do\n\
+                 case \"$a\" in --print*) probe=1 ;; --emit=*link*) compile=1 ;; esac\n\
+                 case \"$prev\" in --emit) case \"$a\" in *link*) compile=1 ;; esac ;; esac\n\
+                 prev=$a\n\
+                 done\n\
+                 if [ -n \"$compile\" ] && [ -z \"$probe\" ]; then\n\
+                 {on_compile}\n\
+                 fi\n\
+                 exec \"$RUSTC\" \"$@\"\n",
+                rustc = sh_quote(toolchain_rustc().as_os_str()),
+            ),
+        );
+        path
+    }
+
     /// Writes the fixture workspace into `self.ws`.
     pub fn write_fixture(&self, fixture: Fixture) {
         let ws = &self.ws;
