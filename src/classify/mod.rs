@@ -59,6 +59,12 @@ impl Family {
 
 /// Returns `Some` when sccache 0.16 would not cache this call (the arguments after the compiler).
 pub fn uncacheable(family: Family, args: &[OsString]) -> Option<Uncacheable> {
+    // sccache 0.16 hands arguments on as UTF-8, with U+FFFD for bytes that are not: the compiler
+    // would get different arguments than the caller gave (rustc refuses such arguments itself,
+    // and should say so).
+    if args.iter().any(|a| a.to_str().is_none()) {
+        return Some(Uncacheable("non-utf8-arg"));
+    }
     match family {
         Family::Rustc => rustc::uncacheable(args),
         Family::Gcc => cc::uncacheable(args),
@@ -191,5 +197,23 @@ mod tests {
         assert_eq!(family("zigcc.sh", "-c foo.c -o foo.o"), Family::Gcc);
         assert_eq!(family("emcc", "-O2 -c foo.c"), Family::Gcc);
         assert_eq!(family("gcc-posix", "-c foo.c"), Family::Gcc);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn arguments_that_are_not_utf8_never_go_to_sccache() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut args: Vec<OsString> = ["--crate-name", "x", "--crate-type", "lib", "x.rs"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(OsString::from_vec(b"--cfg=\xff".to_vec()));
+        for family in [Family::Rustc, Family::Gcc, Family::Msvc, Family::Other] {
+            assert_eq!(
+                uncacheable(family, &args),
+                Some(Uncacheable("non-utf8-arg")),
+                "{family:?}"
+            );
+        }
     }
 }

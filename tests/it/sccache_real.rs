@@ -285,8 +285,9 @@ fn replay_through_real_sccache_is_byte_exact_on_miss_and_hit() {
     assert_eq!(compiles.lines().count(), 1, "the hit must not compile");
 }
 
-/// sccache passes arguments on as UTF-8 (it replaces bytes that are not with U+FFFD), so a call
-/// with such an argument never goes to it: the compiler gets them byte for byte.
+/// sccache 0.16 passes arguments on as UTF-8 (it replaces bytes that are not with U+FFFD), so a
+/// call with such an argument never goes to it: the compiler gets them byte for byte, as if the
+/// shim were not there.
 #[test]
 fn non_utf8_arguments_reach_the_compiler_with_real_sccache_installed() {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -318,4 +319,11 @@ fn non_utf8_arguments_reach_the_compiler_with_real_sccache_installed() {
             "round {round}: the argument changed on its way"
         );
     }
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["counters", "bypassed", "non-utf8-arg"])
+            .and_then(Json::as_u64),
+        Some(2),
+        "{st:#}"
+    );
 }
