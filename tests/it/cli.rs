@@ -99,6 +99,21 @@ fn missing_compiler_after_failing_sccache_is_one_error_line() {
     assert_eq!(r.code(), Some(127), "{}", r.describe());
     // sccache's own error text must not leak: only the shim's line.
     assert_one_error_line(&r, "maybe-sccache: error: cannot run /nonexistent/rustc:");
+    // A missing compiler is not sccache's fault: sccache is not even asked, and the breaker
+    // stays closed.
+    assert_eq!(sb.sccache_calls(), Vec::<String>::new());
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(0),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "fallback", "compiler-not-found"])
+            .and_then(Json::as_u64),
+        Some(1),
+        "{st:#}"
+    );
 }
 
 #[test]

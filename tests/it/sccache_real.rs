@@ -83,6 +83,11 @@ fn sccache_only_via_sccache_path_hits_the_cache() {
     build_clean_rebuild_hits(&sb, sccache, "SCCACHE_PATH");
 }
 
+/// `cargo clippy` runs `RUSTC_WRAPPER clippy-driver /path/to/rustc …` for workspace members.
+/// sccache 0.16 counts that rustc path as a second input and never caches such a call ("multiple
+/// input files"), so the shim sends these calls straight to clippy-driver, by the same rule:
+/// sccache never sees them, and clippy's warnings are shown every time (a cache filled by a
+/// plain build must not answer for clippy).
 #[test]
 fn cargo_clippy_through_shim_and_sccache() {
     let Some(sccache) = require_sccache("cargo_clippy_through_shim_and_sccache") else {
@@ -91,10 +96,22 @@ fn cargo_clippy_through_shim_and_sccache() {
     let sb = Sandbox::new();
     sb.install_real_sccache(sccache);
     sb.write_fixture(Fixture::Good);
-    // A plain build first fills the cache with rustc's results, which must not be served to
-    // clippy.
     sb.assert_good_build();
+    let requests = |sb: &Sandbox| {
+        sb.sccache_stats(sccache)
+            .path(&["stats", "compile_requests"])
+            .and_then(Json::as_u64)
+            .unwrap()
+    };
+    let clippy_bypasses = |sb: &Sandbox| {
+        sb.status_json()
+            .path(&["counters", "bypassed", "multiple-inputs"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+    };
+    assert!(requests(&sb) >= LIB_CRATES, "the plain build used sccache");
     for round in 0..2 {
+        let (requests_before, bypasses_before) = (requests(&sb), clippy_bypasses(&sb));
         let r = run(&mut sb.cargo(&["clippy", "--offline"]), BUILD);
         r.assert_success().assert_no_shim_noise();
         assert_eq!(
@@ -102,6 +119,16 @@ fn cargo_clippy_through_shim_and_sccache() {
             1,
             "round {round}: clippy's warning must be shown exactly once: {}",
             r.describe()
+        );
+        assert_eq!(
+            requests(&sb),
+            requests_before,
+            "round {round}: no clippy call may reach sccache"
+        );
+        assert!(
+            clippy_bypasses(&sb) >= bypasses_before + LIB_CRATES,
+            "round {round}: every library's clippy call is bypassed: {:#}",
+            sb.status_json()
         );
         run(&mut sb.cargo(&["clean"]), BUILD).assert_success();
     }
