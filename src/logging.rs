@@ -103,11 +103,9 @@ fn url_password(s: &str) -> Option<&str> {
 fn userinfo(rest: &str) -> Option<&str> {
     let word = &rest[..rest.find(ends_word).unwrap_or(rest.len())];
     let info = &word[..word.rfind('@')?];
-    let in_path = match (info.find('/'), info.find(':')) {
-        (Some(slash), Some(colon)) => slash < colon,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
+    let in_path = info
+        .find([':', '/'])
+        .is_some_and(|i| info.as_bytes()[i] == b'/');
     (!in_path).then_some(info)
 }
 
@@ -199,8 +197,11 @@ fn redact_credentials(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(eq) = rest.find('=') {
-        let name_start = rest[..eq].rfind(|c| !is_name(c)).map_or(0, |i| i + 1);
-        let name = rest[name_start..eq].to_ascii_lowercase();
+        let name = rest[..eq]
+            .rsplit(|c| !is_name(c))
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let value = &rest[eq + 1..];
         let len = value.find(ends_value).unwrap_or(value.len());
         out.push_str(&rest[..=eq]);
@@ -243,6 +244,17 @@ mod tests {
         );
         assert_eq!(secrets(&[("X", "redis://host:1")]), Vec::<String>::new());
         assert!(!secret_values().iter().any(|v| is_flag(v)));
+    }
+
+    #[test]
+    fn secrets_of_this_process() {
+        // Std serialises its own environment access, and no other test sets this variable.
+        env::set_var("MAYBE_SCCACHE_UNIT_TEST_TOKEN", "unit-test-secret-value");
+        assert!(secret_values().contains(&"unit-test-secret-value".to_owned()));
+        assert_eq!(
+            redact_secrets("a unit-test-secret-value b redis://u:p@h"),
+            "a [redacted] b redis://[redacted]@h"
+        );
     }
 
     #[test]
@@ -316,6 +328,8 @@ mod tests {
             "opt-level=3 crate-type=lib token= sig=;x"
         );
         assert_eq!(r("=x key=é"), "=x key=[redacted]");
+        assert_eq!(r(" a=1 b.c-d_sig=2"), " a=1 b.c-d_sig=[redacted]");
+        assert_eq!(r("sig x=1 sig/y=2"), "sig x=1 sig/y=2");
     }
 
     #[test]

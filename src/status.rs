@@ -233,3 +233,26 @@ fn markdown(r: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_is_redacted() {
+        let mut report = json!({
+            "a": "redis://u:p@h",
+            "b": ["x s3cr3t-value-1 y", 7, null, {"c": "s3cr3t-value-1"}],
+            "n": 1,
+        });
+        redact_strings(&mut report, &["s3cr3t-value-1".to_owned()]);
+        assert_eq!(
+            report,
+            json!({
+                "a": "redis://[redacted]@h",
+                "b": ["x [redacted] y", 7, null, {"c": "[redacted]"}],
+                "n": 1,
+            })
+        );
+    }
+}
