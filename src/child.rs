@@ -63,14 +63,23 @@ pub struct GroupChild {
 /// Starts `cmd` in its own process group.
 pub fn spawn_in_own_group(cmd: &mut Command) -> io::Result<GroupChild> {
     #[cfg(unix)]
-    {
+    let child = {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         signals::install();
-    }
+        // An ending signal that arrives while the child is being started is held back until the
+        // child's group is registered, so that it is passed on instead of leaving the child
+        // running on its own.
+        let spawning = signals::Spawning::begin();
+        let child = cmd.spawn();
+        if let Ok(child) = &child {
+            signals::add(child.id());
+        }
+        spawning.end();
+        child?
+    };
+    #[cfg(not(unix))]
     let child = cmd.spawn()?;
-    #[cfg(unix)]
-    signals::add(child.id());
     Ok(GroupChild { child })
 }
 
@@ -96,12 +105,16 @@ impl Drop for GroupChild {
 
 #[cfg(unix)]
 mod signals {
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
     use std::sync::Once;
 
     /// Process groups that ending signals are passed on to; 0 marks a free slot. A handful is
     /// plenty: at most a forwarded call and the watchdog's helper run at once.
     static GROUPS: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+
+    /// Children being started right now, and an ending signal that arrived meanwhile (0: none).
+    static SPAWNING: AtomicUsize = AtomicUsize::new(0);
+    static PENDING: AtomicI32 = AtomicI32::new(0);
 
     const ENDING: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -122,27 +135,77 @@ mod signals {
         }
     }
 
+    /// Handles the ending signals, except those the caller set to be ignored (`nohup`, the
+    /// background jobs of a script): those stay ignored, here and in every child.
     pub fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             for sig in ENDING {
-                // SAFETY: `on_signal` only calls async-signal-safe functions (kill, signal, raise).
+                // SAFETY: reading a disposition into a zeroed struct; `on_signal` only calls
+                // async-signal-safe functions (kill, signal, raise) and atomics.
                 unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction == libc::SIG_IGN
+                    {
+                        continue;
+                    }
                     libc::signal(sig, on_signal as *const () as libc::sighandler_t);
                 }
             }
         });
     }
 
+    /// A child being started: see `spawn_in_own_group`.
+    pub struct Spawning(());
+
+    impl Spawning {
+        pub fn begin() -> Spawning {
+            SPAWNING.fetch_add(1, Ordering::SeqCst);
+            Spawning(())
+        }
+
+        /// The child is registered (or was never started): a signal held back meanwhile is passed
+        /// on now, and this process ends by it.
+        pub fn end(self) {
+            SPAWNING.fetch_sub(1, Ordering::SeqCst);
+            let sig = PENDING.load(Ordering::SeqCst);
+            if sig != 0 {
+                pass_on_and_die(sig);
+            }
+        }
+    }
+
     extern "C" fn on_signal(sig: libc::c_int) {
-        // SAFETY: async-signal-safe calls only; the process then ends by the same signal.
-        unsafe {
-            for slot in &GROUPS {
-                let group = slot.load(Ordering::SeqCst);
-                if group > 0 {
+        // The order matters against `Spawning::end` on another thread: record, pass on, and
+        // only then look whether a start is under way (which will pass it on and end us).
+        PENDING.store(sig, Ordering::SeqCst);
+        pass_on(sig);
+        if SPAWNING.load(Ordering::SeqCst) == 0 {
+            die(sig);
+        }
+    }
+
+    fn pass_on(sig: libc::c_int) {
+        for slot in &GROUPS {
+            let group = slot.load(Ordering::SeqCst);
+            if group > 0 {
+                // SAFETY: async-signal-safe; a group that is gone just fails.
+                unsafe {
                     libc::kill(-group, sig);
                 }
             }
+        }
+    }
+
+    fn pass_on_and_die(sig: libc::c_int) {
+        pass_on(sig);
+        die(sig);
+    }
+
+    fn die(sig: libc::c_int) {
+        // SAFETY: async-signal-safe calls only; the process then ends by the same signal.
+        unsafe {
             libc::signal(sig, libc::SIG_DFL);
             libc::raise(sig);
         }

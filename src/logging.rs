@@ -140,6 +140,9 @@ const REDACTED: &str = "[redacted]";
 
 /// Replaces `word` where no letter, digit or `_` touches it on either side.
 fn replace_word(text: &str, word: &str) -> String {
+    if word.is_empty() {
+        return text.to_owned();
+    }
     let touches = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -345,6 +348,7 @@ mod tests {
         );
         assert_eq!(replace_word("aé é", "é"), "aé [redacted]");
         assert_eq!(replace_word("", "p"), "");
+        assert_eq!(replace_word("a b", ""), "a b");
         let seven = vec!["abcdefg".to_owned()];
         assert_eq!(redact("xabcdefg abcdefg", &seven), "xabcdefg [redacted]");
     }

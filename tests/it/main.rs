@@ -19,3 +19,4 @@ mod passthrough;
 mod resilience;
 mod sccache_real;
 mod secrets;
+mod signals;
