@@ -4,12 +4,12 @@
 
 use std::env;
 use std::fmt::Write as _;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+use crate::cargo_config::{self, Wrapper};
 use crate::child::run_bounded;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
 use crate::locate::{self, Lookup};
@@ -141,61 +141,56 @@ fn examine(config: &Config) -> Vec<Finding> {
 const WRAPPER_FIX: &str = "export RUSTC_WRAPPER=maybe-sccache, or add `[build] rustc-wrapper = \
                            \"maybe-sccache\"` to .cargo/config.toml";
 
-/// Is cargo told to run maybe-sccache? The environment wins over config files, and among config
-/// files the one nearest the current directory wins, then `$CARGO_HOME/config.toml`.
+/// Is cargo told to run maybe-sccache? Decided as cargo decides it (see `cargo_config`).
 fn wrapper() -> Finding {
-    for var in ["RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER"] {
-        match env::var_os(var) {
-            None => {}
-            Some(v) if v.is_empty() => {
-                return fail(
-                    format!("wrapper: {var} is set but empty, which turns cargo's wrapper off"),
-                    format!("set {var}=maybe-sccache"),
-                )
-            }
-            Some(v) => return judge_wrapper(&v.to_string_lossy(), &format!("{var} (environment)")),
-        }
-    }
     let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut files: Vec<PathBuf> = cwd.ancestors().map(|d| d.join(".cargo")).collect();
-    if let Some(home) = locate::cargo_home() {
-        if !files.contains(&home) {
-            files.push(home);
-        }
-    }
-    for dir in &files {
-        // Cargo reads `config` (the old name) in preference to `config.toml` when both exist.
-        for name in ["config", "config.toml"] {
-            let path = dir.join(name);
-            let Ok(text) = fs::read_to_string(&path) else {
-                continue;
-            };
-            if let Some(value) = rustc_wrapper_in(&text) {
-                return judge_wrapper(&value, &path.display().to_string());
-            }
-        }
-    }
-    let home = locate::cargo_home().map_or("$CARGO_HOME".to_owned(), |h| h.display().to_string());
-    fail(
-        format!(
-            "wrapper: not configured (RUSTC_WRAPPER unset; no build.rustc-wrapper in \
-             .cargo/config.toml from {} upward or in {home}/config.toml)",
-            cwd.display()
+    let home = locate::cargo_home();
+    match cargo_config::rustc_wrapper(&cwd, home.as_deref(), |name| env::var_os(name)) {
+        Wrapper::Set {
+            value,
+            source,
+            program,
+        } => judge_wrapper(&value, &source, &program, &cwd),
+        Wrapper::Off { var } => fail(
+            format!("wrapper: {var} is set but empty, which turns cargo's wrapper off"),
+            format!("set {var}=maybe-sccache"),
         ),
-        WRAPPER_FIX,
-    )
+        Wrapper::Unreadable { path, error } => fail(
+            format!(
+                "wrapper: cargo cannot read {}: {error}, so every cargo command fails",
+                path.display()
+            ),
+            "fix or remove that file",
+        ),
+        Wrapper::NotSet { files } => {
+            let home = home.map_or("$CARGO_HOME".to_owned(), |h| h.display().to_string());
+            let read = if files.is_empty() {
+                "no cargo config file found".to_owned()
+            } else {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                format!("none in {}", names.join(", "))
+            };
+            fail(
+                format!(
+                    "wrapper: not configured (RUSTC_WRAPPER unset; no build.rustc-wrapper in \
+                     .cargo/config.toml from {} upward or in {home}/config.toml: {read})",
+                    cwd.display()
+                ),
+                WRAPPER_FIX,
+            )
+        }
+    }
 }
 
-fn judge_wrapper(value: &str, source: &str) -> Finding {
+fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Finding {
     let name = Path::new(value)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     match name.as_str() {
         "maybe-sccache" => {
-            let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             let path_var = env::var_os("PATH").unwrap_or_default();
-            match which::which_in(value, Some(&path_var), &cwd) {
+            match which::which_in(program, Some(&path_var), cwd) {
                 Ok(found) => ok(format!(
                     "wrapper: {source} sets it to {value} ({})",
                     found.display()
@@ -221,63 +216,6 @@ fn judge_wrapper(value: &str, source: &str) -> Finding {
             format!("wrapper: {source} sets it to {value}, not maybe-sccache"),
             WRAPPER_FIX,
         ),
-    }
-}
-
-/// The value of `build.rustc-wrapper` in a cargo config file, read line by line: a `[build]`
-/// table with `rustc-wrapper = "…"`, or a dotted `build.rustc-wrapper = "…"` at the top.
-pub fn rustc_wrapper_in(text: &str) -> Option<String> {
-    let mut table = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix('[') {
-            let header = header.split(']').next().unwrap_or("");
-            table = header.chars().filter(|c| !c.is_whitespace()).collect();
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key: String = key
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '"')
-            .collect();
-        let full = if table.is_empty() {
-            key
-        } else {
-            format!("{table}.{key}")
-        };
-        if full == "build.rustc-wrapper" {
-            return toml_string(value.trim());
-        }
-    }
-    None
-}
-
-/// A TOML basic (`"…"`) or literal (`'…'`) string at the start of `s`.
-fn toml_string(s: &str) -> Option<String> {
-    let mut chars = s.chars();
-    match chars.next()? {
-        '\'' => Some(chars.take_while(|c| *c != '\'').collect()),
-        '"' => {
-            let mut out = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '"' => return Some(out),
-                    '\\' => match chars.next()? {
-                        'n' => out.push('\n'),
-                        't' => out.push('\t'),
-                        other => out.push(other),
-                    },
-                    c => out.push(c),
-                }
-            }
-            None
-        }
-        _ => None,
     }
 }
 
@@ -561,27 +499,6 @@ fn state_dir(config: &Config) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrapper_in_config() {
-        assert_eq!(
-            rustc_wrapper_in("[build]\nrustc-wrapper = \"maybe-sccache\"\n").as_deref(),
-            Some("maybe-sccache")
-        );
-        assert_eq!(
-            rustc_wrapper_in("# c\n[ build ] # x\njobs = 2\nrustc-wrapper='/a/b'\n").as_deref(),
-            Some("/a/b")
-        );
-        assert_eq!(
-            rustc_wrapper_in("build.rustc-wrapper = \"w\"\n").as_deref(),
-            Some("w")
-        );
-        assert_eq!(
-            rustc_wrapper_in("[target.x]\nrustc-wrapper = \"w\"\n[build]\n"),
-            None
-        );
-        assert_eq!(rustc_wrapper_in("[build]\n# rustc-wrapper = \"w\"\n"), None);
-    }
 
     #[test]
     fn sizes() {

@@ -146,17 +146,17 @@ fn replace_word(text: &str, word: &str) -> String {
     let touches = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(i) = rest.find(word) {
-        let after = &rest[i + word.len()..];
-        if touches(rest[..i].chars().next_back()) || touches(after.chars().next()) {
-            let step = i + rest[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&rest[..step]);
-            rest = &rest[step..];
+    while let Some((before, after)) = rest.split_once(word) {
+        out.push_str(before);
+        if !touches(before.chars().next_back()) && !touches(after.chars().next()) {
+            out.push_str(REDACTED);
+            rest = after;
             continue;
         }
-        out.push_str(&rest[..i]);
-        out.push_str(REDACTED);
-        rest = after;
+        // Part of a longer word: keep its first character and search again after it.
+        let mut from_word = rest[before.len()..].chars();
+        out.extend(from_word.next());
+        rest = from_word.as_str();
     }
     out.push_str(rest);
     out
@@ -165,9 +165,9 @@ fn replace_word(text: &str, word: &str) -> String {
 fn redact_userinfo(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
+    while let Some((head, tail)) = rest.split_once("://") {
         out.push_str(head);
+        out.push_str("://");
         rest = tail;
         if let Some(info) = userinfo(tail) {
             out.push_str(REDACTED);
@@ -199,15 +199,15 @@ fn redact_credentials(s: &str) -> String {
     let ends_value = |c: char| ends_word(c) || matches!(c, '&' | ';' | ',' | '(' | ')' | '[' | ']');
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(eq) = rest.find('=') {
-        let name = rest[..eq]
+    while let Some((before, value)) = rest.split_once('=') {
+        let name = before
             .rsplit(|c| !is_name(c))
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let value = &rest[eq + 1..];
         let len = value.find(ends_value).unwrap_or(value.len());
-        out.push_str(&rest[..=eq]);
+        out.push_str(before);
+        out.push('=');
         if len > 0 && CREDENTIAL_NAMES.iter().any(|w| name.contains(w)) {
             out.push_str(REDACTED);
             rest = &value[len..];

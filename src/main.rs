@@ -2,6 +2,7 @@
 
 mod alias;
 mod cache_key;
+mod cargo_config;
 mod child;
 mod classify;
 mod cli;

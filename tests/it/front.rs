@@ -952,3 +952,96 @@ fn cargo_config_example_names_the_shim() {
         r.describe()
     );
 }
+
+/// doctor reads cargo's config as cargo does, and cargo agrees: for each layout, whether doctor
+/// finds the shim configured is checked against whether a real `cargo build` runs it. The layouts:
+/// an inline table; `config` beside `config.toml` (cargo reads only `config`); a relative path,
+/// which is relative to the directory holding `.cargo/`, not to the current one;
+/// `CARGO_BUILD_RUSTC_WRAPPER` over the files.
+#[test]
+fn doctor_reads_cargo_config_as_cargo_does() {
+    /// What the case is, its config files, `CARGO_BUILD_RUSTC_WRAPPER`, and whether cargo runs
+    /// the shim then.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, bool);
+    let cases: [Case; 4] = [
+        (
+            "inline table",
+            &[(
+                ".cargo/config.toml",
+                "build = { rustc-wrapper = \"maybe-sccache\" }\n",
+            )],
+            None,
+            true,
+        ),
+        (
+            "config beside config.toml",
+            &[
+                (".cargo/config", "[build]\njobs = 1\n"),
+                (
+                    ".cargo/config.toml",
+                    "[build]\nrustc-wrapper = \"maybe-sccache\"\n",
+                ),
+            ],
+            None,
+            false,
+        ),
+        (
+            "relative path",
+            &[(
+                ".cargo/config.toml",
+                "build.rustc-wrapper = \"tools/maybe-sccache\"\n",
+            )],
+            None,
+            true,
+        ),
+        (
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            &[(
+                ".cargo/config.toml",
+                "build.rustc-wrapper = \"rustc-wrapper-elsewhere\"\n",
+            )],
+            Some("maybe-sccache"),
+            true,
+        ),
+    ];
+    for (what, files, build_var, configured) in cases {
+        let sb = Sandbox::new();
+        install_shim(&sb);
+        fs::create_dir_all(sb.ws.join("tools")).unwrap();
+        std::os::unix::fs::symlink(SHIM, sb.ws.join("tools/maybe-sccache")).unwrap();
+        for (rel, text) in files {
+            write_file(&sb.ws.join(rel), text, 0o644);
+        }
+        write_file(
+            &sb.ws.join("crates/x/Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            0o644,
+        );
+        write_file(&sb.ws.join("crates/x/src/lib.rs"), "", 0o644);
+        let sub = sb.ws.join("crates/x");
+        let log = sb.data.join("shim.log");
+        let mut doctor = sb.shim(["doctor"]);
+        let mut build = sb.cargo(&["build", "--offline"]);
+        build.env_remove("RUSTC_WRAPPER");
+        for cmd in [&mut doctor, &mut build] {
+            cmd.current_dir(&sub)
+                .env("MAYBE_SCCACHE_LOG", "info")
+                .env("MAYBE_SCCACHE_LOG_FILE", &log);
+            if let Some(v) = build_var {
+                cmd.env("CARGO_BUILD_RUSTC_WRAPPER", v);
+            }
+        }
+        let r = run(&mut doctor, SHORT);
+        assert_clean_success(&r);
+        let line = finding(&r.out(), "wrapper:").unwrap_or_else(|| panic!("{}", r.describe()));
+        assert_eq!(
+            line.starts_with("ok"),
+            configured,
+            "{what}: {}",
+            r.describe()
+        );
+        run(&mut build, BUILD).assert_success();
+        let ran = fs::read_to_string(&log).is_ok_and(|t| t.contains("bypass"));
+        assert_eq!(ran, configured, "{what}: cargo ran the shim: {ran}");
+    }
+}
