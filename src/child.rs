@@ -14,7 +14,7 @@ pub type Output = (Option<i32>, Vec<u8>, Vec<u8>);
 /// Runs `cmd` to completion or until `timeout`. `Err` says, in a few words starting with a
 /// reason (`spawn-failed`, `timeout`, …), why there is no output.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
-    let tmp = || tempfile::tempfile().map_err(|e| format!("tempfile: cannot create one: {e}"));
+    let tmp = || output_buffer().map_err(|e| format!("tempfile: cannot create one: {e}"));
     let (mut out, mut err) = (tmp()?, tmp()?);
     let clone = |f: &File| f.try_clone().map_err(|e| format!("tempfile: {e}"));
     cmd.stdout(clone(&out)?).stderr(clone(&err)?);
@@ -50,6 +50,48 @@ pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<Exi
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Has `child` exited by `deadline`? It is not reaped: a `wait` afterwards returns at once. On
+/// Linux this is one `poll` on a pidfd; elsewhere, or if that is refused, the answer is `false`
+/// at once (as if the deadline had passed), which only costs the caller its slow path.
+pub fn exited_by(child: &Child, deadline: Instant) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: pidfd_open on our own child's id; a non-negative result is a new descriptor
+        // owned by `_pidfd` and closed with it.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        if fd < 0 {
+            return false;
+        }
+        let _pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            let mut pfd = libc::pollfd {
+                fd: fd as i32,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                return true;
+            }
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (child, deadline);
+        false
     }
 }
 
@@ -210,6 +252,25 @@ mod signals {
             libc::raise(sig);
         }
     }
+}
+
+/// A file to buffer a child's output in. On Linux an anonymous memory file (`memfd_create`): a
+/// temporary file on a disk file system costs an inode allocation per call, which showed up as
+/// the largest kernel cost of a forwarded call, and it needs no writable `TMPDIR`. Elsewhere, or
+/// if that fails, an unlinked temporary file.
+pub fn output_buffer() -> io::Result<File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a constant NUL-terminated name and valid flags; a non-negative result is a
+        // new file descriptor that nothing else owns.
+        let fd = unsafe { libc::memfd_create(c"maybe-sccache-output".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: see above; the `File` takes ownership of the descriptor.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+    tempfile::tempfile()
 }
 
 /// Everything written to a temporary output file, from the start.

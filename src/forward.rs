@@ -59,8 +59,8 @@ pub fn run_sccache(
     depth: u32,
     watch_after: Duration,
 ) -> Result<Ran> {
-    let mut out = tempfile::tempfile().context("cannot create a temporary file")?;
-    let mut err = tempfile::tempfile().context("cannot create a temporary file")?;
+    let mut out = child::output_buffer().context("cannot create a temporary file")?;
+    let mut err = child::output_buffer().context("cannot create a temporary file")?;
     let started = Instant::now();
     let mut cmd = Command::new(sccache);
     cmd.arg(compiler)
@@ -74,12 +74,17 @@ pub fn run_sccache(
     let mut child = child::spawn_in_own_group(&mut cmd)
         .with_context(|| format!("cannot run {}", sccache.display()))?;
     let watch = Arc::new(Mutex::new(Watch::default()));
-    spawn_watchdog(
-        sccache,
-        child.inner().id(),
-        watch.clone(),
-        started + watch_after,
-    );
+    // Nearly every call ends long before it needs watching: wait for that first, without the
+    // cost of a thread, and start the watchdog only for a call still running then.
+    if !child::exited_by(child.inner(), started + watch_after) {
+        spawn_watchdog(
+            sccache,
+            child.inner().id(),
+            watch.clone(),
+            started + watch_after,
+            started,
+        );
+    }
     // A blocking wait: the shim learns of the end of the call the moment it happens.
     let status = child.inner().wait()?;
     let hung = {
@@ -108,9 +113,14 @@ struct Watch {
 
 /// From `first_check` on, asks the sccache server for its statistics every few seconds; if it
 /// does not answer, kills the call's process group (the waiting thread then wakes up).
-fn spawn_watchdog(sccache: &Path, pid: u32, watch: Arc<Mutex<Watch>>, first_check: Instant) {
+fn spawn_watchdog(
+    sccache: &Path,
+    pid: u32,
+    watch: Arc<Mutex<Watch>>,
+    first_check: Instant,
+    started: Instant,
+) {
     let sccache = sccache.to_owned();
-    let started = Instant::now();
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
