@@ -827,3 +827,174 @@ fn breaker_reason_never_holds_a_secret() {
     assert_eq!(count(&on_disk, "pw-91827364"), 0);
     assert_eq!(count(&on_disk, "tok-4f9a8b7c6d"), 0);
 }
+
+/// A forwarded call that is slow but healthy: past `MAYBE_SCCACHE_SLOW_CALL` the watchdog asks
+/// the server, which answers, so the call runs to its end through sccache; sccache's error
+/// counters did not rise, so the breaker stays closed. (Black-box: it holds whatever the
+/// watchdog's inner workings.)
+#[test]
+fn slow_healthy_call_survives_the_watchdog_and_keeps_the_breaker_closed() {
+    let Some(sccache) = require_sccache("slow_healthy_call") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    sb.install_real_sccache(sccache);
+    // The compile takes well past the first check (after 1 s), then succeeds.
+    let compiler = sb.rustc_wrapper("rustc", "sleep 4");
+    let started = Instant::now();
+    let r = sb.victim_call(&compiler, &[]);
+    let took = started.elapsed();
+    r.assert_success().assert_no_shim_noise();
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    assert!(sb.data.join("out").join("libvictim.rlib").is_file());
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:#}");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(0),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "forwarded"]).and_then(Json::as_u64),
+        Some(1),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "fallback"]).map(Json::sum_counts),
+        Some(0),
+        "{st:#}"
+    );
+    let misses = sb
+        .sccache_stats(sccache)
+        .path(&["stats", "cache_misses", "counts"])
+        .map(Json::sum_counts);
+    assert_eq!(misses, Some(1), "the call went through sccache to its end");
+}
+
+/// Waits until `path` exists, for at most `limit`.
+fn wait_for_file(path: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// After the cooldown, exactly one call probes sccache (here a server start that the test holds
+/// open); the calls meanwhile compile directly at once instead of waiting for the probe. The
+/// probe succeeds, and the breaker closes.
+#[test]
+fn half_open_probe_is_one_call_while_the_others_compile_directly() {
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "1");
+    // The breaker opens on a single failing call.
+    let path = sb.bin.join("sccache");
+    sb.fake_sccache_at(&path, FakeSccache::ErrorText);
+    timed_call(&sb);
+    // Then an sccache whose server start waits until the test releases it.
+    let probing = sb.data.join("probing");
+    let release = sb.data.join("release");
+    write_script(
+        &path,
+        &format!(
+            "printf '%s\\n' \"$*\" >> {calls}\n\
+             case \"$1\" in\n\
+             --start-server) : > {probing}; n=0\n\
+               while [ ! -e {release} ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done; exit 0 ;;\n\
+             -*) exit 0 ;;\n\
+             esac\n\
+             exec \"$@\"\n",
+            calls = sh_quote(sb.sccache_calls_file().as_os_str()),
+            probing = sh_quote(probing.as_os_str()),
+            release = sh_quote(release.as_os_str()),
+        ),
+    );
+    // Whole-second timestamps: a 1 s cooldown is over at most 1 s after the trip.
+    std::thread::sleep(Duration::from_millis(2100));
+    let fake = sb.fake_rustc(b"probe\n", b"", Ending::Exit(0));
+    let mut args = vec![fake.path.clone().into_os_string()];
+    args.extend(cacheable_args("src/lib.rs", &sb.data));
+    let mut probe = sb.shim(&args);
+    probe
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut probe = probe.spawn().unwrap();
+    wait_for_file(&probing, Duration::from_secs(30));
+    // The probe is held; three more calls must all end without it, and without waiting for a
+    // start lock (that wait would be the start deadline, 15 s by default, plus 5 s).
+    for _ in 0..3 {
+        let took = timed_call(&sb);
+        assert!(took < Duration::from_secs(10), "a call waited {took:?}");
+    }
+    assert!(
+        probe.try_wait().unwrap().is_none(),
+        "the probe was not held"
+    );
+    fs::write(&release, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = probe.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the probe did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the probing call failed: {status:?}");
+    let calls = sb.sccache_calls();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "--start-server").count(),
+        2,
+        "one start for the trip, one for the probe: {calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| !c.starts_with('-')).count(),
+        1,
+        "only the probing call was forwarded: {calls:?}"
+    );
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:#}");
+    assert_eq!(counter(&st, "fallback", "breaker-open"), 3, "{st:#}");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(1),
+        "{st:#}"
+    );
+}
+
+/// Another process holds the start lock for longer than a start may take (a start that hangs in
+/// a way the deadline does not reach): the call waits for the start deadline plus its margin,
+/// then compiles directly without starting a server of its own or blaming sccache.
+#[test]
+fn start_lock_held_too_long_compiles_directly_as_start_busy() {
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_START_TIMEOUT", "0.5");
+    sb.fake_sccache(FakeSccache::Healthy);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(sb.state.join("start.lock"))
+        .unwrap();
+    fs2::FileExt::lock_exclusive(&lock).unwrap();
+    let took = timed_call(&sb);
+    drop(lock);
+    // The wait is the start deadline plus 5 s (README: the others wait for that verdict).
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+        "the call waited {took:?} for the start lock"
+    );
+    assert_eq!(sb.sccache_calls(), Vec::<String>::new(), "nothing started");
+    let st = sb.status_json();
+    assert_eq!(counter(&st, "fallback", "start-busy"), 1, "{st:#}");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(0),
+        "{st:#}"
+    );
+}

@@ -249,20 +249,6 @@ fn compiler_killed_under_real_sccache() {
     );
 }
 
-/// A library call of `compiler` on `victim.rs` in the workspace, through the shim.
-fn victim_call(sb: &Sandbox, compiler: &Path, extra: &[OsString]) -> Run {
-    write_file(&sb.ws.join("victim.rs"), "pub fn f() -> u32 { 1 }\n", 0o644);
-    let out_dir = sb.data.join("out");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mut args: Vec<OsString> = vec![compiler.as_os_str().to_owned()];
-    args.extend(cacheable_args("victim.rs", &out_dir));
-    args.extend_from_slice(extra);
-    let mut cmd = sb.shim(args);
-    cmd.current_dir(&sb.ws);
-    run(&mut cmd, SHORT)
-}
-
 /// The compiler's output through the real sccache reaches the caller byte for byte: on a miss
 /// (sccache relays the compile) and on a hit (sccache replays what it stored). The output is
 /// the kind rustc writes under cargo: UTF-8 JSON lines, with colour escapes and tabs escaped
@@ -296,7 +282,7 @@ fn replay_through_real_sccache_is_byte_exact_on_miss_and_hit() {
         ),
     );
     for (round, kind) in [(1, "cache_misses"), (2, "cache_hits")] {
-        let r = victim_call(&sb, &compiler, &[]);
+        let r = sb.victim_call(&compiler, &[]);
         r.assert_success();
         assert!(
             r.stdout == out && r.stderr == err,
@@ -336,7 +322,7 @@ fn non_utf8_arguments_reach_the_compiler_with_real_sccache_installed() {
     );
     let odd = OsString::from_vec(b"--cfg=msit_\xff\xfe".to_vec());
     for round in 1..=2 {
-        let r = victim_call(&sb, &compiler, std::slice::from_ref(&odd));
+        let r = sb.victim_call(&compiler, std::slice::from_ref(&odd));
         r.assert_success();
         let recorded = std::fs::read(&argv).unwrap();
         let last = recorded.split(|&b| b == 0).rev().nth(1).unwrap();

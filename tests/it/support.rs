@@ -924,6 +924,25 @@ impl Sandbox {
         path
     }
 
+    /// A library call of `compiler` (a real rustc, or a wrapper of one) on a one-line
+    /// `victim.rs` in the workspace, through the shim, with a fresh output directory.
+    pub fn victim_call(&self, compiler: &Path, extra: &[OsString]) -> Run {
+        write_file(
+            &self.ws.join("victim.rs"),
+            "pub fn f() -> u32 { 1 }\n",
+            0o644,
+        );
+        let out_dir = self.data.join("out");
+        let _ = fs::remove_dir_all(&out_dir);
+        fs::create_dir_all(&out_dir).unwrap();
+        let mut args: Vec<OsString> = vec![compiler.as_os_str().to_owned()];
+        args.extend(cacheable_args("victim.rs", &out_dir));
+        args.extend_from_slice(extra);
+        let mut cmd = self.shim(args);
+        cmd.current_dir(&self.ws);
+        run(&mut cmd, SHORT)
+    }
+
     /// Writes the fixture workspace into `self.ws`.
     pub fn write_fixture(&self, fixture: Fixture) {
         let ws = &self.ws;
