@@ -18,7 +18,14 @@ pub fn init() {
         return;
     };
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(&filter.to_string_lossy());
+    // env_logger writes a bad filter's warning straight to stderr, where cargo would take it for
+    // the compiler's output: the problem goes to the log instead, which then logs at `info`.
+    let filter = filter.to_string_lossy();
+    let bad_filter = env_filter::Builder::new().try_parse(&filter).err();
+    match bad_filter {
+        None => builder.parse_filters(&filter),
+        Some(_) => builder.filter_level(log::LevelFilter::Info),
+    };
     let secrets = secret_values();
     builder.format(move |buf, record| {
         let line = redact(&record.args().to_string(), &secrets);
@@ -41,6 +48,9 @@ pub fn init() {
         }
     }
     let _ = builder.try_init();
+    if let Some(e) = bad_filter {
+        log::warn!("MAYBE_SCCACHE_LOG: {e}; logging at info instead");
+    }
 }
 
 /// Names that mark a variable's value as secret. (`SESSION` is not one: session tokens are named

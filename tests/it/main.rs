@@ -16,6 +16,7 @@ mod fallback;
 mod front;
 mod judgement;
 mod passthrough;
+mod promises;
 mod resilience;
 mod sccache_real;
 mod secrets;
