@@ -1,5 +1,6 @@
-//! The human commands: `status`, `doctor`, `cache-key`, `reset` (and `--help`, `--version` in
-//! main). Anything that is not one of these words is a compiler, and wrapper mode takes over.
+//! The human commands: `status`, `doctor`, `cache-key`, `should-save`, `reset`, `alias` (and
+//! `--help`, `--version` in main). Anything that is not one of these words is a compiler, and
+//! wrapper mode takes over.
 //! Each command prints nothing until it has succeeded, and returns its errors to main's single
 //! error path.
 
@@ -13,6 +14,7 @@ use crate::alias;
 use crate::cache_key;
 use crate::config::Config;
 use crate::doctor;
+use crate::should_save;
 use crate::state;
 use crate::status;
 
@@ -30,17 +32,28 @@ Usage:
                                             a line with its fix; exits 0, or 1 with --strict
                                             when something would stop caching
   maybe-sccache cache-key [--lockfile PATH] [--prefix STR] [--github-output]
-                                            the actions/cache key for SCCACHE_DIR:
-                                              key=sccache-<host>-<release>-<prefix>-<hash>
-                                              restore-key=sccache-<host>-<release>-<prefix>-
-                                            <host> and <release> from `rustc -vV` ($RUSTC, else
-                                            rustc on PATH); <hash>: the first 16 hex digits of
-                                            the SHA-256 of Cargo.lock (--lockfile, else found
-                                            from the current directory upward); without a
-                                            --prefix (or with an empty one) the `<prefix>-` part
-                                            is left out; --github-output also appends both
-                                            lines to the file named by $GITHUB_OUTPUT
-  maybe-sccache reset                       clear the breaker and the counters
+                                            the actions/cache key for SCCACHE_DIR and the keys
+                                            to restore from, best first:
+                                              key=sccache-<host>-<rustc>-<prefix>-<lock>[-<run>]
+                                              restore-keys: the key without -<run>, then
+                                                            sccache-<host>-<rustc>-<prefix>-
+                                            <host>, <rustc> from `rustc -vV` ($RUSTC, else rustc
+                                            on PATH; a nightly or beta adds its commit hash);
+                                            <prefix> with characters other than letters, digits,
+                                            . _ - made `_` (empty: left out); <lock>: the first
+                                            16 hex digits of the SHA-256 of Cargo.lock
+                                            (--lockfile, else found from the current directory
+                                            upward; `nolock` when there is none); <run>:
+                                            $GITHUB_RUN_ID-$GITHUB_RUN_ATTEMPT when set.
+                                            --github-output also appends the lines to the file
+                                            named by $GITHUB_OUTPUT
+  maybe-sccache should-save [--threshold PERCENT] [--github-output]
+                                            whether this job's sccache wrote enough new objects
+                                            to save SCCACHE_DIR again: save=true when at least
+                                            PERCENT (default 10) of the compiles sccache could
+                                            cache were misses; always exits 0
+  maybe-sccache reset                       clear the breaker and the counters; exits 2 when
+                                            they cannot be cleared (the shim keeps seeing them)
   maybe-sccache alias [--dir DIR]           create (or refresh) a link to this program named
                                             `sccache`, in a directory of its own (default:
                                             the user's data dir), and print its path:
@@ -63,7 +76,10 @@ Environment:
 ";
 
 pub fn is_subcommand(word: &str) -> bool {
-    matches!(word, "status" | "doctor" | "cache-key" | "reset" | "alias")
+    matches!(
+        word,
+        "status" | "doctor" | "cache-key" | "should-save" | "reset" | "alias"
+    )
 }
 
 pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
@@ -87,6 +103,7 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
         },
         "cache-key" => cache_key::run(&cache_key::parse_args(&args)?),
         "alias" => alias::run(&args),
+        "should-save" => should_save::run(&config, &should_save::parse_args(&args)?),
         "status" => {
             let format = match args.as_slice() {
                 [] => status::Format::Text,
@@ -109,9 +126,16 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                     "maybe-sccache: {} is not a directory, so it holds no state to clear",
                     dir.display()
                 ),
+                // Exit 2: whatever could not be removed is still read by every call, so an open
+                // breaker may go on skipping sccache. A CI step that must not fail checks the code.
                 Some(dir) => {
                     state::reset(dir).map_err(|e| {
-                        anyhow::anyhow!("cannot clear the state in {}: {e}", dir.display())
+                        anyhow::anyhow!(
+                            "cannot clear the state in {}: {e}; the shim keeps reading what is \
+                             left there (fix the directory's permissions, or set \
+                             MAYBE_SCCACHE_STATE_DIR to a directory of your own)",
+                            dir.display()
+                        )
                     })?;
                     eprintln!(
                         "maybe-sccache: breaker and counters cleared in {}",

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cargo_config::{self, Wrapper};
 use crate::child::run_bounded;
@@ -276,21 +276,38 @@ fn server_address() -> String {
 }
 
 /// Can the server start, and how long does it take? The same start the shim does, under the same
-/// deadline; a server started here is left running for the build that follows.
+/// deadline. A server started here is stopped again: it would keep this command's environment, and
+/// backend variables set later in a CI job (or only on the build step) would never reach it. The
+/// first compile of the build starts one with the build's environment. A server that was already
+/// running is left alone, and doctor says where it stores its cache.
 fn server_start(config: &Config, sccache: &Path) -> Finding {
     if server::is_up() {
-        return ok(format!(
-            "server: an sccache server is already running ({})",
-            server_address()
-        ));
+        return running_server(sccache);
     }
     let started = Instant::now();
     let result = server::start(sccache, config.depth, config.start_timeout);
     let ms = started.elapsed().as_millis();
+    let stopped = match result {
+        Ok(()) => server::stop(sccache, STOP_TIMEOUT),
+        Err(_) => true,
+    };
+    let stop_note = if stopped {
+        "stopped again, so the build starts its own with the build's environment"
+    } else {
+        "it did not stop when asked: it keeps this command's environment"
+    };
     match result {
+        Ok(()) if !stopped => warn(
+            format!(
+                "server: started in {ms} ms ({}), but {stop_note}",
+                server_address()
+            ),
+            "run `sccache --stop-server` before the build",
+        ),
         Ok(()) if started.elapsed() * 2 > config.start_timeout => warn(
             format!(
-                "server: started in {ms} ms, more than half of the {} s the shim allows",
+                "server: started in {ms} ms, more than half of the {} s the shim allows; \
+                 {stop_note}",
                 config.start_timeout.as_secs_f32()
             ),
             format!(
@@ -300,7 +317,7 @@ fn server_start(config: &Config, sccache: &Path) -> Finding {
             ),
         ),
         Ok(()) => ok(format!(
-            "server: started in {ms} ms ({}; left running for the build)",
+            "server: started in {ms} ms ({}) and {stop_note}",
             server_address()
         )),
         Err(server::StartFailure(reason)) => fail(
@@ -309,6 +326,55 @@ fn server_start(config: &Config, sccache: &Path) -> Finding {
              storage settings; if it is only slow, raise MAYBE_SCCACHE_START_TIMEOUT",
         ),
     }
+}
+
+/// How long doctor waits for a server it started to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server that was already running: where does it store its cache, and is that what this
+/// environment asks for? A server keeps the environment it was started with.
+fn running_server(sccache: &Path) -> Finding {
+    let location = server::stats(sccache, VERSION_TIMEOUT)
+        .and_then(|s| s["cache_location"].as_str().map(str::to_owned));
+    let Some(location) = location else {
+        return ok(format!(
+            "server: an sccache server is already running ({}); it did not say where it stores \
+             its cache",
+            server_address()
+        ));
+    };
+    let location = one_line(&location);
+    let local = location.starts_with("Local disk");
+    match remote_backend_var() {
+        Some(var) if local => warn(
+            format!(
+                "server: the running sccache server ({}) stores its cache on {location}, \
+                 although {var} is set here: it was started before that variable was set",
+                server_address()
+            ),
+            "run `sccache --stop-server`; the next compile starts a server with this environment",
+        ),
+        None if !local => warn(
+            format!(
+                "server: the running sccache server ({}) stores its cache in {location}, \
+                 although no remote backend is set here: it was started with another environment",
+                server_address()
+            ),
+            "run `sccache --stop-server`; the next compile starts a server with this environment",
+        ),
+        _ => ok(format!(
+            "server: an sccache server is already running ({}); its cache: {location}",
+            server_address()
+        )),
+    }
+}
+
+/// The variable that selects a remote backend here, if one does.
+fn remote_backend_var() -> Option<&'static str> {
+    REMOTE_BACKENDS
+        .iter()
+        .copied()
+        .find(|v| env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
 }
 
 /// Variables that select a storage backend other than the local disk.
@@ -340,10 +406,7 @@ fn default_sccache_dir() -> Option<PathBuf> {
 
 /// The local cache: is `SCCACHE_DIR` writable, and is its size bounded?
 fn storage() -> Vec<Finding> {
-    if let Some(var) = REMOTE_BACKENDS
-        .iter()
-        .find(|v| env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
-    {
+    if let Some(var) = remote_backend_var() {
         return vec![info(format!(
             "storage: {var} selects a remote backend; SCCACHE_DIR and SCCACHE_CACHE_SIZE are \
              not used, the server start above checks the backend"

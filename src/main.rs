@@ -13,6 +13,7 @@ mod forward;
 mod locate;
 mod logging;
 mod server;
+mod should_save;
 mod state;
 mod status;
 mod wrapper;

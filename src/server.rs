@@ -162,8 +162,10 @@ fn error_log_problem() -> Option<String> {
     }
 }
 
-/// sccache's own figures, from `--show-stats --stats-format json`: requests, hits, misses and
-/// errors (the sum of its error and time-out counters), plus its raw statistics.
+/// sccache's own figures, from `--show-stats --stats-format json`: requests, hits, misses,
+/// errors (the sum of its error and time-out counters) and where the server stores its cache
+/// (`cache_location`, e.g. `Local disk: "/path"` or `Redis: redis://…`, as sccache words it),
+/// plus its raw statistics.
 pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
     let mut cmd = Command::new(sccache);
     cmd.args(["--show-stats", "--stats-format", "json"])
@@ -203,6 +205,7 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
         "hits": per_language("cache_hits"),
         "misses": per_language("cache_misses"),
         "errors": errors,
+        "cache_location": json.get("cache_location").and_then(|v| v.as_str()),
         "raw": stats,
     }))
 }
@@ -257,6 +260,22 @@ fn redis_addr(endpoint: &str) -> Option<SocketAddr> {
 /// The sum of sccache's error and time-out counters.
 pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
     stats(sccache, timeout)?.get("errors")?.as_u64()
+}
+
+/// Stops the server and waits (up to `timeout`) until it no longer answers. `true` when it is down.
+pub fn stop(sccache: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut cmd = Command::new(sccache);
+    cmd.arg("--stop-server").stdin(Stdio::null());
+    let _ = run_bounded(cmd, timeout);
+    // The client returns once the server has agreed to stop; the port closes a moment later.
+    while is_up() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Asks the server to stop, without waiting: used when its backend is failing, so that the next
