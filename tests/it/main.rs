@@ -9,6 +9,7 @@
 
 mod support;
 
+mod action;
 mod c_cpp;
 mod cargo_builds;
 mod cli;
@@ -21,3 +22,4 @@ mod resilience;
 mod sccache_real;
 mod secrets;
 mod signals;
+mod wheel;
