@@ -585,7 +585,8 @@ fn assert_warned(job: &Job, needle: &str) {
     );
 }
 
-/// RUSTC_WRAPPER as the action exported it: an absolute path to an executable file.
+/// RUSTC_WRAPPER as the action exported it: an absolute path to the installed shim under the
+/// name `sccache` (the name cc-rs needs to route C/C++ through it).
 fn exported_wrapper(job: &Job) -> PathBuf {
     let w = job
         .env
@@ -595,6 +596,13 @@ fn exported_wrapper(job: &Job) -> PathBuf {
     assert!(w.is_absolute(), "RUSTC_WRAPPER must be absolute: {w:?}");
     let meta = fs::metadata(&w).unwrap_or_else(|e| panic!("{w:?}: {e}"));
     assert!(meta.is_file(), "{w:?}");
+    assert_eq!(w.file_name().unwrap(), "sccache", "{w:?}");
+    let bin = job.runner_temp.join("maybe-sccache/bin/maybe-sccache");
+    assert_eq!(
+        w.canonicalize().unwrap(),
+        bin.canonicalize().unwrap(),
+        "the alias leads to the installed shim"
+    );
     w
 }
 
@@ -707,6 +715,7 @@ fn action_commands_exist() {
     let names: Vec<String> = all.iter().map(|c| c.join(" ")).collect();
     for needed in [
         "--version",
+        "alias --dir value",
         "reset",
         "cache-key --prefix value --github-output",
         "doctor",
@@ -1064,8 +1073,7 @@ fn action_installs_isolated_from_the_job_and_caches_the_binary() {
         version.out(),
         format!("maybe-sccache {}\n", env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(out["wrapper"], bin.display().to_string());
-    assert_eq!(exported_wrapper(&job), bin);
+    assert_eq!(out["wrapper"], exported_wrapper(&job).display().to_string());
     let keys = store.keys();
     assert_eq!(keys.len(), 1, "the binary is cached: {keys:?}");
     let digest = keys[0]
