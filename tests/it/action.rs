@@ -896,6 +896,10 @@ fn action_cold_run_saves_and_warm_run_does_not() {
     let summary = fs::read_to_string(&job.summary).unwrap();
     assert!(summary.starts_with("### maybe-sccache"), "{summary}");
     assert!(summary.contains("| sccache stats |"), "{summary}");
+    assert!(
+        summary.contains("**SCCACHE_DIR**: a new cache entry is saved ("),
+        "{summary}"
+    );
 
     // The next run: a fresh runner (its own temp dir, no target dir, no server).
     fs::remove_dir_all(&sb.target).unwrap();
@@ -922,6 +926,11 @@ fn action_cold_run_saves_and_warm_run_does_not() {
     );
     assert!(out["reason"].contains("no cache misses"), "{out:?}");
     assert_eq!(store.keys(), [key1], "no new entry");
+    let summary = fs::read_to_string(&job.summary).unwrap();
+    assert!(
+        summary.contains("**SCCACHE_DIR**: no new cache entry (no cache misses"),
+        "{summary}"
+    );
 }
 
 /// Nothing works: every input is bad, maybe-sccache cannot be installed, sccache neither. Every
@@ -1108,4 +1117,60 @@ fn action_installs_isolated_from_the_job_and_caches_the_binary() {
     assert!(job.step("Save the maybe-sccache binary").skipped);
     exported_wrapper(&job);
     assert_eq!(store.keys(), keys);
+}
+
+/// A job that pins a toolchain older than maybe-sccache's `rust-version`: the install is retried
+/// with rustup's stable toolchain, when there is one.
+#[test]
+fn action_retries_an_old_toolchain_with_stable() {
+    let sb = Sandbox::new();
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let mut job = Job::new(&sb, &store, "old", "31");
+    let tools = sb.data.join("old-toolchain-bin");
+    let calls = sb.data.join("cargo-calls");
+    write_script(
+        &tools.join("cargo"),
+        &format!(
+            "echo \"$*\" >> {calls}\n\
+             if [ \"$1\" != +stable ]; then\n\
+             \x20 echo 'error: rustc 1.70.0 is not supported by maybe-sccache (rust-version 1.80)' >&2\n\
+             \x20 exit 101\n\
+             fi\n\
+             while [ \"$1\" != --root ]; do shift; done\n\
+             mkdir -p \"$2/bin\" && cp {shim} \"$2/bin/maybe-sccache\"\n",
+            calls = sh_quote(calls.as_os_str()),
+            shim = sh_quote(std::ffi::OsStr::new(SHIM)),
+        ),
+    );
+    write_script(
+        &tools.join("rustup"),
+        "[ \"$1 $2\" = 'toolchain list' ] || exit 1\n\
+         echo 'stable-x86_64-unknown-linux-gnu'\n\
+         echo '1.70-x86_64-unknown-linux-gnu (default)'\n",
+    );
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    job.set("PATH", path);
+    job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
+    assert_no_warnings(&job);
+    exported_wrapper(&job);
+    let calls = fs::read_to_string(&calls).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("install --locked --path "),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("+stable install --locked"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        store.keys().len(),
+        1,
+        "the binary built with stable is cached"
+    );
 }
