@@ -281,6 +281,26 @@ pub fn read_back(file: &mut File) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Is the file system holding `file` out of space? One `fstatvfs`; `false` when unknown.
+#[cfg(unix)]
+pub fn file_system_full(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills `st` for an open descriptor, and it is read only on success.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    // A memory file's file system reports no blocks at all: it is never full in this sense.
+    st.f_blocks > 0 && st.f_bavail == 0
+}
+
+#[cfg(not(unix))]
+pub fn file_system_full(_file: &File) -> bool {
+    false
+}
+
 /// Kills the process group led by `pid` (which `spawn_in_own_group` made).
 #[cfg(unix)]
 pub fn kill_group(pid: u32) {

@@ -24,6 +24,9 @@ pub struct Captured {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub elapsed: Duration,
+    /// sccache's error counters when the watchdog first looked (`watch_after` into the call):
+    /// the baseline that tells whether errors rose while this call was slow.
+    pub errors_when_watched: Option<u64>,
 }
 
 /// The meaning of a finished sccache call.
@@ -46,6 +49,9 @@ pub enum Ran {
     Finished(Captured),
     /// sccache stopped answering while the call ran; it was killed (with anything it started).
     Hung(String),
+    /// The shim's own trouble (no temporary files for sccache's output, or a full file system
+    /// under them): sccache is not to blame, and nothing of the call was shown.
+    ShimTrouble(String),
 }
 
 /// Runs sccache for one compiler call and waits for it. There is no deadline on the call itself:
@@ -59,8 +65,15 @@ pub fn run_sccache(
     depth: u32,
     watch_after: Duration,
 ) -> Result<Ran> {
-    let mut out = child::output_buffer().context("cannot create a temporary file")?;
-    let mut err = child::output_buffer().context("cannot create a temporary file")?;
+    let buffers = child::output_buffer().and_then(|out| Ok((out, child::output_buffer()?)));
+    let (mut out, mut err) = match buffers {
+        Ok(files) => files,
+        Err(e) => {
+            return Ok(Ran::ShimTrouble(format!(
+                "temp-files: cannot create a buffer for sccache's output: {e}"
+            )))
+        }
+    };
     let started = Instant::now();
     let mut cmd = Command::new(sccache);
     cmd.arg(compiler)
@@ -87,19 +100,28 @@ pub fn run_sccache(
     }
     // A blocking wait: the shim learns of the end of the call the moment it happens.
     let status = child.inner().wait()?;
-    let hung = {
+    let elapsed = started.elapsed();
+    let (hung, errors_when_watched) = {
         let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
         w.finished = true;
-        w.hung.take()
+        (w.hung.take(), w.errors_when_watched)
     };
     if let Some(why) = hung {
         return Ok(Ran::Hung(why));
+    }
+    // A failed call on a full file system may have lost its output (sccache's writes to the
+    // buffers failed, and so did its report of that): the result cannot be trusted.
+    if !status.success() && child::file_system_full(&out) {
+        return Ok(Ran::ShimTrouble(
+            "temp-files: the file system of sccache's output buffers is full".into(),
+        ));
     }
     Ok(Ran::Finished(Captured {
         status,
         stdout: child::read_back(&mut out)?,
         stderr: child::read_back(&mut err)?,
-        elapsed: started.elapsed(),
+        elapsed,
+        errors_when_watched,
     }))
 }
 
@@ -109,6 +131,7 @@ pub fn run_sccache(
 struct Watch {
     finished: bool,
     hung: Option<String>,
+    errors_when_watched: Option<u64>,
 }
 
 /// From `first_check` on, asks the sccache server for its statistics every few seconds; if it
@@ -130,10 +153,14 @@ fn spawn_watchdog(
                 if watch.lock().map_or(true, |w| w.finished) {
                     return;
                 }
-                let answered = server::stats(&sccache, WATCHDOG_ANSWER).is_some();
+                let stats = server::stats(&sccache, WATCHDOG_ANSWER);
+                let answered = stats.is_some();
                 let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
                 if w.finished {
                     return;
+                }
+                if w.errors_when_watched.is_none() {
+                    w.errors_when_watched = stats.as_ref().and_then(server::errors_in);
                 }
                 if !answered {
                     w.hung = Some(format!(
@@ -353,6 +380,7 @@ mod tests {
             stdout: stdout.into(),
             stderr: stderr.into(),
             elapsed: Duration::ZERO,
+            errors_when_watched: None,
         }
     }
 

@@ -259,10 +259,46 @@ fn redis_addr(endpoint: &str) -> Option<SocketAddr> {
 
 /// The sum of sccache's error and time-out counters.
 pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
-    stats(sccache, timeout)?.get("errors")?.as_u64()
+    errors_in(&stats(sccache, timeout)?)
 }
 
-/// Stops the server and waits (up to `timeout`) until it no longer answers. `true` when it is down.
+/// The sum of the error and time-out counters in what [`stats`] returned.
+pub fn errors_in(stats: &serde_json::Value) -> Option<u64> {
+    stats.get("errors")?.as_u64()
+}
+
+/// How long a server has to answer the half-open probe's statistics request.
+const PROBE_ANSWER: Duration = Duration::from_secs(5);
+
+/// The half-open probe, after the breaker's cooldown. A listening server must first answer a real
+/// request within a deadline (a hung one still accepts connections); then it is stopped, because
+/// `--start-server` against a running server succeeds without checking the storage backend, and
+/// the backend is what most often failed. No call uses the server meanwhile: the breaker was open.
+/// Then a fresh server is started, which checks the backend. `Ok` when one is up.
+pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
+    if is_up() {
+        if stats(sccache, PROBE_ANSWER).is_none() {
+            if !stop_hung(sccache) {
+                return Err(StartFailure(format!(
+                    "hung: the sccache server at {} did not answer within {} s and could not \
+                     be stopped",
+                    address(),
+                    PROBE_ANSWER.as_secs()
+                )));
+            }
+        } else if !stop(sccache, timeout) {
+            return Err(StartFailure(format!(
+                "stop-failed: the sccache server at {} did not stop within {} s",
+                address(),
+                timeout.as_secs()
+            )));
+        }
+    }
+    start(sccache, depth, timeout)
+}
+
+/// Asks the server to stop and waits (at most `timeout`) until nothing listens any more. sccache
+/// lets the calls in it run for up to 10 s first. `true` when it is down.
 pub fn stop(sccache: &Path, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut cmd = Command::new(sccache);
@@ -278,25 +314,133 @@ pub fn stop(sccache: &Path, timeout: Duration) -> bool {
     true
 }
 
-/// Asks the server to stop, without waiting: used when its backend is failing, so that the next
-/// probe starts a fresh server that checks the backend again.
-pub fn stop_detached(sccache: &Path) {
-    let mut cmd = Command::new(sccache);
-    cmd.arg("--stop-server")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
+/// Stops a server that accepts connections but does not answer: it would not answer a stop
+/// request either, so the sccache process listening at the address is killed. Only a process
+/// named sccache is (never a foreign program on the same port). `true` when nothing listens
+/// any more.
+pub fn stop_hung(sccache: &Path) -> bool {
+    let _ = sccache;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(pid) = listener::sccache_listening_at(&address()) {
+        log::warn!(
+            "killing the hung sccache server (pid {pid}) at {}",
+            address()
+        );
+        // SAFETY: a plain kill(2) of a process named sccache that holds the server's address.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_up() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    let _ = cmd.spawn();
+    !is_up()
+}
+
+/// Finding the process that listens at the server's address, from `/proc`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod listener {
+    use std::fs;
+
+    use super::Addr;
+
+    /// The pid of the process named `sccache` that holds the listening socket at `addr`.
+    pub fn sccache_listening_at(addr: &Addr) -> Option<i32> {
+        let inode = socket_inode(addr)?;
+        let wanted = format!("socket:[{inode}]");
+        for entry in fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // Other users' processes cannot be read here, and are skipped.
+            let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            let holds = fds
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == &*wanted));
+            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if holds && comm.trim_end() == "sccache" {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// The inode of the listening socket at `addr`, from `/proc/net/{tcp,tcp6,unix}`.
+    fn socket_inode(addr: &Addr) -> Option<u64> {
+        match addr {
+            Addr::Tcp(port) => {
+                let table = fs::read_to_string("/proc/net/tcp").ok()?;
+                tcp_listener_inode(&table, *port)
+            }
+            Addr::Socket(path) => {
+                let table = fs::read_to_string("/proc/net/unix").ok()?;
+                unix_listener_inode(&table, path.as_os_str().as_encoded_bytes())
+            }
+            Addr::Abstract(name) => {
+                let table = fs::read_to_string("/proc/net/unix").ok()?;
+                let mut shown = b"@".to_vec();
+                shown.extend_from_slice(name);
+                unix_listener_inode(&table, &shown)
+            }
+        }
+    }
+
+    /// `sl local_address rem_address st … inode`: a socket on 127.0.0.1:`port` in state LISTEN.
+    pub(super) fn tcp_listener_inode(table: &str, port: u16) -> Option<u64> {
+        let local = format!("0100007F:{port:04X}");
+        table.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let listening = cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A");
+            listening.then(|| cols.get(9)?.parse().ok())?
+        })
+    }
+
+    /// `Num RefCount Protocol Flags Type St Inode Path`: a listening socket (flag `__SO_ACCEPTCON`,
+    /// 00010000) bound to `path`.
+    pub(super) fn unix_listener_inode(table: &str, path: &[u8]) -> Option<u64> {
+        table.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let listening = cols.get(3) == Some(&"00010000");
+            let at = cols.get(7).map(|p| p.as_bytes()) == Some(path);
+            (listening && at).then(|| cols.get(6)?.parse().ok())?
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn listeners_in_proc_net() {
+        use listener::{tcp_listener_inode, unix_listener_inode};
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 0100007F:1092 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4711 1 0\n\
+           1: 0100007F:1093 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4712 1 0\n\
+           2: 00000000:1094 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4713 1 0\n";
+        assert_eq!(tcp_listener_inode(tcp, 4242), Some(4711));
+        assert_eq!(tcp_listener_inode(tcp, 4243), None, "not listening");
+        assert_eq!(tcp_listener_inode(tcp, 4244), None, "not on 127.0.0.1");
+        assert_eq!(tcp_listener_inode(tcp, 4245), None);
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+           0000000000000000: 00000002 00000000 00010000 0001 01 5001 /tmp/s.sock\n\
+           0000000000000000: 00000002 00000000 00000000 0001 03 5002 /tmp/t.sock\n\
+           0000000000000000: 00000002 00000000 00010000 0001 01 5003 @sccache\n";
+        assert_eq!(unix_listener_inode(unix, b"/tmp/s.sock"), Some(5001));
+        assert_eq!(
+            unix_listener_inode(unix, b"/tmp/t.sock"),
+            None,
+            "not listening"
+        );
+        assert_eq!(unix_listener_inode(unix, b"@sccache"), Some(5003));
+        assert_eq!(unix_listener_inode(unix, b"/tmp/u.sock"), None);
+    }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]

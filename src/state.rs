@@ -46,8 +46,6 @@ pub struct Breaker {
     /// The last failure: when, and why.
     pub failed_at: Option<u64>,
     pub reason: Option<String>,
-    /// sccache's error counters at the last check, to see them rise after a slow call.
-    pub errors_seen: Option<u64>,
 }
 
 impl Breaker {
@@ -192,7 +190,6 @@ pub fn read_breaker(dir: Option<&Path>) -> Breaker {
             "open_until" => b.open_until = value.parse().ok(),
             "failed_at" => b.failed_at = value.parse().ok(),
             "reason" => b.reason = Some(value.to_owned()),
-            "errors_seen" => b.errors_seen = value.parse().ok(),
             _ => {}
         }
     }
@@ -214,9 +211,6 @@ pub fn write_breaker(dir: Option<&Path>, b: &Breaker) {
         // One line: the reason is free text from sccache.
         let reason: String = reason.replace(['\n', '\r'], " ");
         text.push_str(&format!("reason {reason}\n"));
-    }
-    if let Some(n) = b.errors_seen {
-        text.push_str(&format!("errors_seen {n}\n"));
     }
     if let Err(e) = write_atomic(dir, "breaker", text.as_bytes()) {
         log::warn!("cannot save the breaker state: {e}");
@@ -242,17 +236,13 @@ pub fn trip(dir: Option<&Path>, cooldown: Duration, reason: &str) {
     log::warn!("breaker open for {} s: {reason}", cooldown.as_secs());
 }
 
-/// Records a freshly started server: the breaker closes (keeping the last failure on record) and
-/// the error baseline restarts, since a new server counts from zero.
+/// Records a freshly started server: the breaker closes, keeping the last failure on record.
 pub fn server_started(dir: Option<&Path>) {
     let mut b = read_breaker(dir);
-    if b.open_until.is_none() && b.errors_seen.is_none() {
+    if b.open_until.take().is_none() {
         return;
     }
-    if b.open_until.take().is_some() {
-        log::info!("breaker closed: sccache works again");
-    }
-    b.errors_seen = None;
+    log::info!("breaker closed: sccache works again");
     write_breaker(dir, &b);
 }
 

@@ -61,7 +61,13 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
         Ok(Ran::Finished(captured)) => captured,
         Ok(Ran::Hung(why)) => {
             state::trip(state_dir, config.cooldown, &why);
+            server::stop_hung(&sccache);
             return compile_directly(state_dir, "hung", &compiler, &args);
+        }
+        Ok(Ran::ShimTrouble(why)) => {
+            // Not sccache's fault: the breaker stays as it is.
+            log::warn!("{why}");
+            return compile_directly(state_dir, "temp-files", &compiler, &args);
         }
         Err(e) => {
             state::trip(state_dir, config.cooldown, &format!("spawn-failed: {e:#}"));
@@ -98,8 +104,8 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
                 "forward: exit {code} in {} ms",
                 captured.elapsed.as_millis()
             );
-            if captured.elapsed >= config.slow_call {
-                check_backend_after_slow_call(&config, &sccache);
+            if let Some(before) = captured.errors_when_watched {
+                check_backend_after_slow_call(&config, &sccache, before);
             }
             Ok(fallback::exit_code_of(code))
         }
@@ -198,7 +204,12 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
     if !half_open && server::is_up() {
         return Ok(());
     }
-    match server::start(sccache, config.depth, config.start_timeout) {
+    let started = if half_open {
+        server::probe(sccache, config.depth, config.start_timeout)
+    } else {
+        server::start(sccache, config.depth, config.start_timeout)
+    };
+    match started {
         Ok(()) => {
             state::server_started(dir);
             Ok(())
@@ -210,25 +221,20 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
     }
 }
 
-/// A forwarded call was slow. If sccache's own error counters rose meanwhile, its backend is
-/// failing (a dead Redis makes every call wait out read and write time-outs): open the breaker
-/// and stop the server, so the probe after the cooldown checks the backend afresh.
-fn check_backend_after_slow_call(config: &Config, sccache: &Path) {
-    let dir = config.state_dir.as_deref();
+/// A forwarded call was slow (the watchdog looked at it). If sccache's own error counters rose
+/// since then, its backend is failing (a dead Redis makes every call wait out read and write
+/// time-outs): open the breaker. The server is left running for the calls still in it; the probe
+/// after the cooldown replaces it with one that checks the backend afresh.
+fn check_backend_after_slow_call(config: &Config, sccache: &Path, before: u64) {
     let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
         return;
     };
-    let mut breaker = state::read_breaker(dir);
-    let before = breaker.errors_seen.unwrap_or(0);
-    breaker.errors_seen = Some(errors);
-    state::write_breaker(dir, &breaker);
     if errors > before {
         state::trip(
-            dir,
+            config.state_dir.as_deref(),
             config.cooldown,
             &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
         );
-        server::stop_detached(sccache);
     }
 }
 

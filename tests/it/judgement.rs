@@ -344,7 +344,7 @@ impl Drop for OpenGate {
 }
 
 /// The sccache server process listening for the sandbox (found by its environment).
-fn server_pid(sb: &Sandbox) -> Option<i32> {
+pub fn server_pid(sb: &Sandbox) -> Option<i32> {
     let port = format!("SCCACHE_SERVER_PORT={}", sb.port);
     for entry in fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -365,7 +365,7 @@ fn server_pid(sb: &Sandbox) -> Option<i32> {
     None
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
         assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");

@@ -1,0 +1,219 @@
+//! The breaker's judgement of slow calls, hung servers and the shim's own trouble, with the real
+//! sccache: an early cache error does not count against a later slow call, a hung server is
+//! stopped and replaced, and missing temporary files are not sccache's fault.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::judgement::server_pid;
+use crate::resilience::{assert_app_prints, breaker_reason, breaker_state, counter, write_libs};
+use crate::support::*;
+
+fn trips(st: &Json) -> u64 {
+    st.path(&["counters", "trips"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+fn forwarded(st: &Json) -> u64 {
+    st.path(&["counters", "forwarded"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+/// `early`, then `slow` (which depends on it and takes `TEST_PAUSE_SECS` in a proc macro), then
+/// `app`. `variant` changes `slow`'s source, so that it misses the cache.
+fn write_early_and_slow(ws: &Path, variant: u32) -> String {
+    let w = |rel: &str, text: &str| write_file(&ws.join(rel), text, 0o644);
+    let manifest = |name: &str, extra: &str, deps: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{extra}\n\
+             [dependencies]\n{deps}"
+        )
+    };
+    w(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"pause\", \"early\", \"slow\", \"app\"]\nresolver = \"2\"\n",
+    );
+    w(
+        "pause/Cargo.toml",
+        &manifest("pause", "[lib]\nproc-macro = true\n", ""),
+    );
+    w(
+        "pause/src/lib.rs",
+        "use proc_macro::TokenStream;\n\n\
+         #[proc_macro]\n\
+         pub fn paused(input: TokenStream) -> TokenStream {\n    \
+             let secs: u64 = std::env::var(\"TEST_PAUSE_SECS\").ok().and_then(|s| s.parse().ok())\
+             .unwrap_or(0);\n    \
+             std::thread::sleep(std::time::Duration::from_secs(secs));\n    \
+             input\n}\n",
+    );
+    w("early/Cargo.toml", &manifest("early", "", ""));
+    w("early/src/lib.rs", "pub fn v() -> u64 { 1 }\n");
+    w(
+        "slow/Cargo.toml",
+        &manifest(
+            "slow",
+            "",
+            "early = { path = \"../early\" }\npause = { path = \"../pause\" }\n",
+        ),
+    );
+    w(
+        "slow/src/lib.rs",
+        &format!("// variant {variant}\npub fn v() -> u64 {{ early::v() + pause::paused!(2) }}\n"),
+    );
+    w(
+        "app/Cargo.toml",
+        &manifest("app", "", "slow = { path = \"../slow\" }\n"),
+    );
+    w(
+        "app/src/main.rs",
+        "fn main() { println!(\"sum={}\", slow::v()); }\n",
+    );
+    "sum=3\n".into()
+}
+
+/// Issue: the error baseline was the one saved by the previous slow call (or 0), so one
+/// transient cache error early in a build plus one slow compile later opened the breaker. The
+/// baseline is now taken when the call starts being watched.
+#[test]
+fn an_early_cache_error_does_not_count_against_a_later_slow_call() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("early_cache_error") else {
+        return;
+    };
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    sb.set_env("TEST_PAUSE_SECS", "6");
+    let expected = write_early_and_slow(&sb.ws, 1);
+    sb.install_real_sccache(sccache);
+    sb.build().assert_success();
+    assert_eq!(breaker_state(&sb.status_json()), "closed");
+    // Every cache entry is made unreadable: `early`'s lookup then counts one cache error and
+    // compiles. `slow` changes, so it misses the cache, and takes 6 s with no error at all.
+    let mut corrupted = 0;
+    for entry in walk(&sb.sccache_dir) {
+        if entry.parent() != Some(sb.sccache_dir.as_path()) {
+            fs::write(&entry, b"garbage").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted >= 2, "cache entries: {corrupted}");
+    write_early_and_slow(&sb.ws, 2);
+    fs::remove_dir_all(&sb.target).unwrap();
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let errors = sb
+        .sccache_stats(sccache)
+        .path(&["stats", "cache_errors", "counts"])
+        .map(Json::sum_counts)
+        .unwrap_or(0);
+    assert!(errors >= 1, "the cache error happened: {errors}");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert_eq!(trips(&st), 0, "{st:?}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Sends `sig` to `pid`.
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: a plain kill(2) of a server this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+fn is_gone(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+}
+
+/// Kills the stopped server when the test ends, whatever happened.
+struct KillAtEnd(i32);
+
+impl Drop for KillAtEnd {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGKILL);
+    }
+}
+
+/// A server that accepts connections but never answers (a stopped process: the kernel still
+/// accepts for it). The watchdog abandons the call and the shim stops that server; after the
+/// cooldown the probe asks a real question under a deadline, stops the hung server it finds
+/// there, and starts a working one, instead of taking "Address in use" for a working server.
+#[test]
+fn hung_server_is_stopped_and_the_probe_replaces_it() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("hung_server") else {
+        return;
+    };
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "3");
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.install_real_sccache(sccache);
+    sb.build().assert_success();
+    let first = server_pid(&sb).expect("the first server");
+    let _kill_first = KillAtEnd(first);
+
+    // The server hangs while a build uses it.
+    signal(first, libc::SIGSTOP);
+    fs::remove_dir_all(&sb.target).unwrap();
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert!(breaker_reason(&st).contains("hung"), "{st:?}");
+    assert!(is_gone(first), "the hung server was stopped");
+
+    // Another server hangs while the breaker is open; the probe after the cooldown finds it.
+    run(sb.command(sccache).arg("--start-server"), SHORT).assert_success();
+    let second = server_pid(&sb).expect("the second server");
+    let _kill_second = KillAtEnd(second);
+    signal(second, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(5));
+    let before = forwarded(&sb.status_json());
+    fs::remove_dir_all(&sb.target).unwrap();
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert!(is_gone(second), "the probe stopped the hung server");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert!(forwarded(&st) >= before + 2, "a new server serves: {st:?}");
+    let third = server_pid(&sb).expect("the probe's new server");
+    assert_ne!(third, second);
+}
+
+/// The shim buffers sccache's output in temporary files. Without them (a `TMPDIR` that does not
+/// exist), that is the shim's trouble: the compiler runs directly, and sccache is not blamed.
+#[test]
+fn missing_tmpdir_does_not_open_the_breaker() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("missing_tmpdir") else {
+        return;
+    };
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.install_real_sccache(sccache);
+    // The server runs, started with a usable TMPDIR.
+    run(sb.command(sccache).arg("--start-server"), SHORT).assert_success();
+    sb.set_env("TMPDIR", sb.root().join("no-such-dir"));
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(trips(&st), 0, "{st:?}");
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert!(counter(&st, "fallback", "temp-files") >= 2, "{st:?}");
+}
