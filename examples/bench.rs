@@ -12,6 +12,9 @@
 //!    plain, sccache and shim builds, cold and warm.
 //! 3. Faults with a real Redis: the backend unreachable from the start, and killed mid-build.
 //! 4. The fallback path's cost on the graph: the shim without sccache against plain cargo.
+//! 5. C and C++: a crates.io graph whose build script compiles C with the `cc` crate
+//!    (`examples/bench/cgraph`), sccache alone against the shim through its `sccache` alias,
+//!    cold and warm, with sccache's C/C++ hit counts.
 //!
 //! `--quick` is the smoke mode CI runs: few runs, and a small generated path-dependency workspace
 //! instead of the crates.io graph (no network). It goes through every code path of the full mode.
@@ -58,6 +61,9 @@ mod imp {
     const GRAPH_MANIFEST: &str = include_str!("bench/graph/Cargo.toml");
     const GRAPH_LOCK: &str = include_str!("bench/graph/Cargo.lock");
     const GRAPH_MAIN: &str = include_str!("bench/graph/src/main.rs");
+    const CGRAPH_MANIFEST: &str = include_str!("bench/cgraph/Cargo.toml");
+    const CGRAPH_LOCK: &str = include_str!("bench/cgraph/Cargo.lock");
+    const CGRAPH_MAIN: &str = include_str!("bench/cgraph/src/main.rs");
 
     /// Set on every child: `<scratch dir>/<id>`. Finding it in /proc/<pid>/environ proves the
     /// process is one of ours (or a descendant), and names the step that started it.
@@ -215,11 +221,26 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             None => None,
         };
 
+        let cproject = if b.opts.quick {
+            b.prepare_quick_c()
+        } else {
+            b.prepare_cgraph()
+        };
+        let cproject = b.settle("preparing the C project for section 5", cproject);
+        let c = match &cproject {
+            Some(p) => {
+                let c = b.section_c(p);
+                b.settle("section 5 (C and C++)", c)
+            }
+            None => None,
+        };
+
         let report = b.render(
             micro.as_ref(),
             project.as_ref(),
             graph.as_ref(),
             faults.as_ref(),
+            (cproject.as_ref(), c.as_ref()),
         );
         if let Some(dir) = b.opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -273,6 +294,8 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         sccache: Option<PathBuf>,
         redis: Option<PathBuf>,
         shim: PathBuf,
+        /// The shim's `sccache`-named alias (`maybe-sccache alias --dir …`), if it made one.
+        alias: Option<PathBuf>,
         floor: PathBuf,
         base: Env,
         path_no_sccache: OsString,
@@ -346,6 +369,13 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 None => build_shim(&cargo)?,
             };
 
+            let alias = output_of(
+                Command::new(&shim)
+                    .args(["alias", "--dir"])
+                    .arg(scratch.dir.join("alias")),
+            )
+            .map(|out| PathBuf::from(out.trim()));
+
             let floor = scratch.dir.join("floor");
             let floor_src = scratch.dir.join("floor.rs");
             write(&floor_src, FLOOR_SRC)?;
@@ -388,6 +418,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 sccache,
                 redis,
                 shim,
+                alias: alias.as_ref().ok().cloned(),
                 floor,
                 base,
                 path_no_sccache,
@@ -415,6 +446,11 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             }
             if b.redis.is_none() {
                 b.note("No redis-server was found: section 3 was skipped.");
+            }
+            if let Err(e) = alias {
+                b.note(format!(
+                    "The shim made no alias ({e}): section 5 was skipped."
+                ));
             }
             Ok(b)
         }
@@ -902,6 +938,12 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                     env.insert("RUSTC_WRAPPER".into(), sccache.clone().into());
                     env
                 }
+                Lane::Alias { sc, state } => {
+                    let mut env = self.env_shim_sccache(sc, state);
+                    let alias = self.alias.as_ref().ok_or("no alias")?;
+                    env.insert("RUSTC_WRAPPER".into(), alias.clone().into());
+                    env
+                }
                 Lane::Shim { sc, state } => {
                     let mut env = match sc {
                         Some(sc) => self.env_shim_sccache(sc, state),
@@ -986,7 +1028,9 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 self.stop_sccache(&env, &id);
             }
             let (calls, breaker) = match lane {
-                Lane::Shim { state, .. } => (read_calls(state), read_breaker_reason(state)),
+                Lane::Shim { state, .. } | Lane::Alias { state, .. } => {
+                    (read_calls(state), read_breaker_reason(state))
+                }
                 _ => (None, None),
             };
             let build = Build {
@@ -1232,6 +1276,128 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             Ok(faults)
         }
 
+        // --- Section 5 -----------------------------------------------------------------------
+
+        fn prepare_cgraph(&mut self) -> Res<Project> {
+            let dir = self.scratch_path("cgraph");
+            write(&dir.join("Cargo.toml"), CGRAPH_MANIFEST)?;
+            write(&dir.join("Cargo.lock"), CGRAPH_LOCK)?;
+            write(&dir.join("src/main.rs"), CGRAPH_MAIN)?;
+            let manifest = dir.join("Cargo.toml");
+            say!("fetching the crates.io C graph (cargo fetch --locked)");
+            let id = self.new_id("fetch-c");
+            let mut env = self.env_plain();
+            env.insert("CARGO_HOME".into(), self.real_cargo_home.clone().into());
+            let mut cmd = self.command(&self.cargo, &env, &id);
+            cmd.args(["fetch", "--locked", "--manifest-path"])
+                .arg(&manifest);
+            match self.run_bounded(cmd, Duration::from_secs(900))? {
+                Some((s, _)) if s.success() => {}
+                Some((s, out)) => return Err(format!("cargo fetch: {s}: {}", tail(&out, 10))),
+                None => return Err("cargo fetch did not finish in 900 s".into()),
+            }
+            Ok(Project {
+                target: self.scratch_path("cgraph-target"),
+                manifest,
+                what: "the crates.io graph in `examples/bench/cgraph` (`zstd` 0.13, whose \
+                       `zstd-sys` build script compiles zstd's C files with the `cc` crate; \
+                       pinned by its Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`"
+                    .into(),
+                kill_after: 0,
+            })
+        }
+
+        fn prepare_quick_c(&mut self) -> Res<Project> {
+            let dir = self.scratch_path("quick-c");
+            write_quick_c_workspace(&dir)?;
+            let manifest = dir.join("Cargo.toml");
+            let id = self.new_id("lockfile-c");
+            let mut env = self.env_plain();
+            env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
+            let mut cmd = self.command(&self.cargo, &env, &id);
+            cmd.args(["generate-lockfile", "--offline", "--manifest-path"])
+                .arg(&manifest);
+            match self.run_bounded(cmd, Duration::from_secs(120))? {
+                Some((s, _)) if s.success() => {}
+                Some((s, out)) => {
+                    return Err(format!("cargo generate-lockfile: {s}: {}", tail(&out, 10)))
+                }
+                None => return Err("cargo generate-lockfile did not finish".into()),
+            }
+            Ok(Project {
+                target: self.scratch_path("quick-c-target"),
+                manifest,
+                what: "(quick mode) a local crate whose build script compiles 8 C files the way \
+                       the `cc` crate does (through `RUSTC_WRAPPER` when its file name is \
+                       `sccache`; no network), debug profile, `CARGO_INCREMENTAL=0`"
+                    .into(),
+                kill_after: 0,
+            })
+        }
+
+        /// sccache alone against the shim through its alias, each with a cache of its own:
+        /// per repetition one cold build each, then warm pairs; who goes first alternates.
+        fn section_c(&mut self, project: &Project) -> Res<CSection> {
+            let mut c = CSection::default();
+            if self.sccache.is_none() || self.alias.is_none() {
+                c.skipped = Some("needs sccache and the shim's alias".into());
+                return Ok(c);
+            }
+            let reps = self.opts.reps;
+            let warm_pairs = if self.opts.quick { 1 } else { 3 };
+            let limit = self.opts.timeout;
+            say!("section 5: C and C++, {reps} repetition(s), {warm_pairs} warm pair(s) each");
+            let b = self.build(
+                "C warm-up (not counted)",
+                project,
+                &Lane::Plain,
+                limit,
+                None,
+            )?;
+            self.expect_pass("C warm-up build", &b);
+            for rep in 0..reps {
+                let sc_plain = self.new_sc(&format!("c-sccache-{rep}"), None)?;
+                let sc_shim = self.new_sc(&format!("c-shim-{rep}"), None)?;
+                for pair in 0..=warm_pairs {
+                    let warm = pair > 0;
+                    let order = if (rep + pair) % 2 == 0 {
+                        [false, true]
+                    } else {
+                        [true, false]
+                    };
+                    for shim in order {
+                        let label = match (shim, warm) {
+                            (false, false) => "C: sccache cold",
+                            (true, false) => "C: shim (alias) cold",
+                            (false, true) => "C: sccache warm",
+                            (true, true) => "C: shim (alias) warm",
+                        };
+                        let lane = if shim {
+                            Lane::Alias {
+                                sc: &sc_shim,
+                                state: self.new_state(&format!("c-{rep}-{pair}"))?,
+                            }
+                        } else {
+                            Lane::Sccache(&sc_plain)
+                        };
+                        let b = self.build(label, project, &lane, limit, None)?;
+                        self.expect_pass(&format!("{label} build"), &b);
+                        c.runs.push(CRun {
+                            shim,
+                            warm,
+                            secs: b.secs,
+                            c_hits: b.stats.as_ref().map(|s| s.c_hits),
+                            c_misses: b.stats.as_ref().map(|s| s.c_misses),
+                        });
+                    }
+                }
+                let _ = fs::remove_dir_all(&sc_plain.dir);
+                let _ = fs::remove_dir_all(&sc_shim.dir);
+            }
+            let _ = fs::remove_dir_all(&project.target);
+            Ok(c)
+        }
+
         // --- The report ----------------------------------------------------------------------
 
         fn render(
@@ -1240,6 +1406,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             project: Option<&Project>,
             graph: Option<&Graph>,
             faults: Option<&Faults>,
+            c: (Option<&Project>, Option<&CSection>),
         ) -> String {
             let mut r = String::new();
             let o = &self.opts;
@@ -1299,6 +1466,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             self.render_graph(&mut r, project, graph);
             self.render_faults(&mut r, graph, faults);
             self.render_fallback(&mut r, micro, graph);
+            self.render_c(&mut r, c.0, c.1);
 
             let _ = writeln!(r, "## Notes\n");
             let _ = writeln!(
@@ -1610,6 +1778,95 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             }
         }
 
+        fn render_c(&self, r: &mut String, project: Option<&Project>, c: Option<&CSection>) {
+            let _ = writeln!(r, "## 5. C and C++ through the alias\n");
+            let Some(c) = c else {
+                let _ = writeln!(r, "Not measured (see Unexpected failures).\n");
+                return;
+            };
+            if let Some(why) = &c.skipped {
+                let _ = writeln!(r, "Skipped: {why}.\n");
+                return;
+            }
+            if let Some(p) = project {
+                let _ = writeln!(
+                    r,
+                    "Project: {}. `RUSTC_WRAPPER` is sccache itself, or the path `maybe-sccache \
+                     alias` printed (a link named `sccache`, which cc-rs requires before it \
+                     wraps C compiles). Each lane has a cache of its own; cold = empty cache, \
+                     warm = fresh target dir over that lane's full cache. Lanes alternate; \
+                     medians.\n",
+                    p.what
+                );
+            }
+            let secs = |shim: bool, warm: bool| -> Vec<f64> {
+                c.runs
+                    .iter()
+                    .filter(|r| r.shim == shim && r.warm == warm)
+                    .map(|r| r.secs)
+                    .collect()
+            };
+            let counts = |shim: bool, warm: bool, hits: bool| -> Vec<f64> {
+                c.runs
+                    .iter()
+                    .filter(|r| r.shim == shim && r.warm == warm)
+                    .filter_map(|r| if hits { r.c_hits } else { r.c_misses })
+                    .map(|n| n as f64)
+                    .collect()
+            };
+            let med = |v: Vec<f64>| (!v.is_empty()).then(|| median(&v));
+            let _ = writeln!(
+                r,
+                "| | sccache alone | shim via alias | shim / sccache | runs |"
+            );
+            let _ = writeln!(r, "|---|---:|---:|---:|---:|");
+            for (warm, name) in [(false, "cold build"), (true, "warm build")] {
+                let (a, b) = (med(secs(false, warm)), med(secs(true, warm)));
+                let _ = writeln!(
+                    r,
+                    "| {name} | {} | {} | {}{} | {} |",
+                    a.map_or("–".into(), |v| format!("{v:.2} s")),
+                    b.map_or("–".into(), |v| format!("{v:.2} s")),
+                    ratio(b, a),
+                    if warm {
+                        match (a, b) {
+                            (Some(a), Some(b)) => {
+                                format!(" (target ≤ 1.02: {})", met(b / a <= 1.02))
+                            }
+                            _ => String::new(),
+                        }
+                    } else {
+                        String::new()
+                    },
+                    secs(true, warm).len()
+                );
+            }
+            let (a, b) = (
+                med(counts(false, false, false)),
+                med(counts(true, false, false)),
+            );
+            let _ = writeln!(
+                r,
+                "| C/C++ misses per cold build | {} | {} | | |",
+                a.map_or("–".into(), |v| format!("{v:.0}")),
+                b.map_or("–".into(), |v| format!("{v:.0}"))
+            );
+            let (a, b) = (
+                med(counts(false, true, true)),
+                med(counts(true, true, true)),
+            );
+            let _ = writeln!(
+                r,
+                "| C/C++ hits per warm build | {} | {} | {} | |\n",
+                a.map_or("–".into(), |v| format!("{v:.0}")),
+                b.map_or("–".into(), |v| format!("{v:.0}")),
+                match (a, b) {
+                    (Some(a), Some(b)) => format!("equal: {}", met(a == b && a > 0.0)),
+                    _ => "–".into(),
+                }
+            );
+        }
+
         fn render_fallback(&self, r: &mut String, micro: Option<&Micro>, graph: Option<&Graph>) {
             let _ = writeln!(r, "## 4. The fallback path's cost as the build grows\n");
             let Some(g) = graph else {
@@ -1826,7 +2083,15 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
     enum Lane<'a> {
         Plain,
         Sccache(&'a Sc),
-        Shim { sc: Option<&'a Sc>, state: PathBuf },
+        Shim {
+            sc: Option<&'a Sc>,
+            state: PathBuf,
+        },
+        /// The shim with sccache, called through its `sccache` alias (so cc-rs wraps C too).
+        Alias {
+            sc: &'a Sc,
+            state: PathBuf,
+        },
     }
 
     struct Project {
@@ -1920,6 +2185,21 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         }
     }
 
+    /// Section 5: one row per build.
+    #[derive(Default)]
+    struct CSection {
+        runs: Vec<CRun>,
+        skipped: Option<String>,
+    }
+
+    struct CRun {
+        shim: bool,
+        warm: bool,
+        secs: f64,
+        c_hits: Option<u64>,
+        c_misses: Option<u64>,
+    }
+
     struct Graph {
         builds: Vec<GBuild>,
         reps: usize,
@@ -2007,6 +2287,9 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         hits: u64,
         misses: u64,
         errors: u64,
+        /// sccache's `C/C++` language counters.
+        c_hits: u64,
+        c_misses: u64,
     }
 
     impl Stats {
@@ -2475,7 +2758,16 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 .and_then(|c| c.as_object())
                 .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
         };
+        let c_count = |k: &str| -> u64 {
+            s.get(k)
+                .and_then(|e| e.get("counts"))
+                .and_then(|c| c.get("C/C++"))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
         Some(Stats {
+            c_hits: c_count("cache_hits"),
+            c_misses: c_count("cache_misses"),
             requests: num("compile_requests"),
             hits: per_lang("cache_hits"),
             misses: per_lang("cache_misses"),
@@ -2612,6 +2904,77 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         write(
             &dir.join("src/main.rs"),
             "fn main() {\n    println!(\"{}\", q_top::all());\n}\n",
+        )
+    }
+
+    /// A binary on a local crate whose build script compiles 8 C files as the `cc` crate does:
+    /// through `RUSTC_WRAPPER` when that path's file stem is `sccache`, with `-c … -o …`, then
+    /// `ar`. The same path as cc-rs through the alias, without crates.io.
+    fn write_quick_c_workspace(dir: &Path) -> Res<()> {
+        write(
+            &dir.join("Cargo.toml"),
+            "[package]\nname = \"qc_app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             publish = false\n\n[dependencies]\nqc_native = { path = \"qc_native\" }\n\n\
+             [workspace]\nmembers = [\"qc_native\"]\n",
+        )?;
+        write(
+            &dir.join("qc_native/Cargo.toml"),
+            "[package]\nname = \"qc_native\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             publish = false\nbuild = \"build.rs\"\n",
+        )?;
+        write(
+            &dir.join("qc_native/build.rs"),
+            "use std::path::Path;\nuse std::process::Command;\n\n\
+             fn main() {\n    \
+                 let out = std::env::var(\"OUT_DIR\").unwrap();\n    \
+                 let wrapper = std::env::var_os(\"RUSTC_WRAPPER\")\n        \
+                     .filter(|w| Path::new(w).file_stem() == Some(\"sccache\".as_ref()));\n    \
+                 let mut objects = Vec::new();\n    \
+                 for i in 0..8 {\n        \
+                     let obj = format!(\"{out}/c{i}.o\");\n        \
+                     let mut cmd = match &wrapper {\n            \
+                         Some(w) => { let mut c = Command::new(w); c.arg(\"cc\"); c }\n            \
+                         None => Command::new(\"cc\"),\n        \
+                     };\n        \
+                     cmd.args([\"-O1\", \"-fPIC\", \"-o\", &obj, \"-c\", &format!(\"src/c{i}.c\")]);\n        \
+                     assert!(cmd.status().unwrap().success(), \"C compile failed\");\n        \
+                     objects.push(obj);\n    \
+                 }\n    \
+                 let lib = format!(\"{out}/libqc.a\");\n    \
+                 assert!(Command::new(\"ar\").arg(\"crs\").arg(&lib).args(&objects)\n        \
+                     .status().unwrap().success());\n    \
+                 println!(\"cargo:rustc-link-search=native={out}\");\n    \
+                 println!(\"cargo:rustc-link-lib=static=qc\");\n    \
+                 println!(\"cargo:rerun-if-changed=src\");\n}\n",
+        )?;
+        let mut lib = String::from("//! Generated by examples/bench.rs.\nextern \"C\" {\n");
+        let mut sum = String::from("pub fn total() -> u32 {\n    unsafe { 0");
+        for i in 0..8 {
+            let mut c = String::from("/* Generated by examples/bench.rs. */\n");
+            for j in 0..40 {
+                let _ = writeln!(
+                    c,
+                    "static unsigned h{j}(unsigned x) {{ return (x * {}u) ^ (x >> {}); }}",
+                    j * 2 + 1,
+                    j % 7 + 1
+                );
+            }
+            let _ = writeln!(c, "unsigned qc_f{i}(unsigned x) {{\n    unsigned a = x;");
+            for j in 0..40 {
+                let _ = writeln!(c, "    a = h{j}(a);");
+            }
+            let _ = writeln!(c, "    return (a & 0) + x + {i};\n}}");
+            write(&dir.join(format!("qc_native/src/c{i}.c")), &c)?;
+            let _ = writeln!(lib, "    fn qc_f{i}(x: u32) -> u32;");
+            let _ = write!(sum, " + qc_f{i}(1)");
+        }
+        lib.push_str("}\n\n");
+        lib.push_str(&sum);
+        lib.push_str(" }\n}\n");
+        write(&dir.join("qc_native/src/lib.rs"), &lib)?;
+        write(
+            &dir.join("src/main.rs"),
+            "fn main() {\n    println!(\"{}\", qc_native::total());\n}\n",
         )
     }
 

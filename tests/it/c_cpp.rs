@@ -349,7 +349,7 @@ fn c_build_fails_open_for_every_fault() {
         sh_quote(sb.sccache_calls_file().as_os_str())
     );
     type Install<'a> = &'a dyn Fn() -> Vec<(&'static str, String)>;
-    let faults: [(&str, Install); 9] = [
+    let faults: [(&str, Install); 10] = [
         ("missing", &|| vec![]),
         ("not-executable", &|| {
             let path = sb.data.join("sccache-0644");
@@ -390,6 +390,16 @@ fn c_build_fails_open_for_every_fault() {
             sb.fake_sccache(FakeSccache::Healthy);
             vec![("MAYBE_SCCACHE_COOLDOWN", "600".to_owned())]
         }),
+        ("redis-unreachable", &|| {
+            // The real sccache, with a Redis backend nothing listens for.
+            let Some(real) = require_sccache("c_build_fails_open_for_every_fault") else {
+                return vec![];
+            };
+            std::os::unix::fs::symlink(real, &fake).unwrap();
+            sb.stop_server_on_drop(real);
+            let endpoint = format!("redis://127.0.0.1:{}", reserve_port());
+            vec![("SCCACHE_REDIS_ENDPOINT", endpoint)]
+        }),
     ];
     for (round, (name, install)) in faults.iter().enumerate() {
         let _ = fs::remove_file(&fake);
@@ -418,6 +428,12 @@ fn c_build_fails_open_for_every_fault() {
         match *name {
             "error-on-compile" | "fatal" | "crash" | "hang" => {
                 assert_eq!(c_calls, 1, "{name}: {:?}", sb.sccache_calls())
+            }
+            "redis-unreachable" => {
+                let st = sb.status_json();
+                let reason = st.path(&["breaker", "last_failure", "reason"]);
+                let reason = reason.and_then(Json::as_str).unwrap_or_default();
+                assert!(reason.contains("backend-unreachable"), "{name}: {st:?}");
             }
             _ => assert_eq!(c_calls, 0, "{name}: {:?}", sb.sccache_calls()),
         }
