@@ -314,3 +314,72 @@ pub fn kill_group(pid: u32) {
 // only ended by its own sccache. Windows would need a job object for this.
 #[cfg(not(unix))]
 pub fn kill_group(_pid: u32) {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::path::PathBuf;
+
+    const HELPER_DIR: &str = "MAYBE_SCCACHE_HELD_SIGNAL_DIR";
+
+    /// Run in a process of its own by `a_signal_during_a_start_is_passed_on_after_it`: an ending
+    /// signal arrives while a child is being started; the process must live on until the child's
+    /// group is registered, then pass the signal on to it and die by it.
+    #[test]
+    #[ignore = "a helper, run in a process of its own by the test below"]
+    fn held_signal_helper() {
+        let dir = PathBuf::from(std::env::var_os(HELPER_DIR).expect("run by the test below"));
+        signals::install();
+        let spawning = signals::Spawning::begin();
+        // SAFETY: raising a signal whose handler this module installed.
+        unsafe {
+            libc::raise(libc::SIGTERM);
+        }
+        std::fs::write(dir.join("alive"), "").unwrap();
+        let child = Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        signals::add(child.id());
+        std::fs::write(dir.join("pid"), child.id().to_string()).unwrap();
+        spawning.end();
+        std::fs::write(dir.join("survived"), "").unwrap();
+    }
+
+    #[test]
+    fn a_signal_during_a_start_is_passed_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child::tests::held_signal_helper",
+                "--include-ignored",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(HELPER_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        assert!(dir.path().join("alive").exists(), "the signal was not held");
+        assert!(
+            !dir.path().join("survived").exists(),
+            "the held signal was lost"
+        );
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let running = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            })
+        };
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(), "the child started meanwhile was not stopped");
+    }
+}
