@@ -893,6 +893,11 @@ fn action_cold_run_saves_and_warm_run_does_not() {
     );
     assert!(out["reason"].contains("cache misses"), "{out:?}");
     assert_eq!(store.keys(), std::slice::from_ref(&key1));
+    let up = |job: &Job| {
+        let r = run(job.command(SHIM).args(["status", "--json"]), SHORT);
+        json_from_str(&r.out()).unwrap()["sccache"]["server_up"].as_bool()
+    };
+    assert_eq!(up(&job), Some(false), "the save action stops the server");
     let summary = fs::read_to_string(&job.summary).unwrap();
     assert!(summary.starts_with("### maybe-sccache"), "{summary}");
     assert!(summary.contains("| sccache stats |"), "{summary}");
