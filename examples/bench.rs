@@ -1,8 +1,9 @@
 //! The benchmark: maybe-sccache side by side with rustc and sccache, on this machine, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--shim PATH]
-//!                                        [--reps N] [--runs N] [--timeout SECS] [--keep-temp]
+//! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--readme README.md]
+//!                                        [--shim PATH] [--reps N] [--runs N] [--timeout SECS]
+//!                                        [--keep-temp]
 //! ```
 //!
 //! 1. Per-call overhead of `rustc -vV` and of a tiny one-file compile: rustc alone, an exec-only
@@ -16,8 +17,10 @@
 //!    (`examples/bench/cgraph`), sccache alone against the shim through its `sccache` alias,
 //!    cold and warm, with sccache's C/C++ hit counts.
 //!
-//! `--quick` is the smoke mode CI runs: few runs, and a small generated path-dependency workspace
-//! instead of the crates.io graph (no network). It goes through every code path of the full mode.
+//! `--quick` is the smoke mode CI runs: few runs, and small pinned crates.io graphs
+//! (`examples/bench/graph-quick`, `examples/bench/cgraph-quick`) instead of the big ones, fetched
+//! and built by the same code. It goes through every code path of the full mode, the report and
+//! `--readme` included.
 //! Nothing here asserts a timing; the exit code is non-zero only when a command that should have
 //! worked did not (a build that fails, a shim build that hangs, a tool that cannot be run).
 //!
@@ -58,12 +61,62 @@ mod imp {
     type Env = BTreeMap<OsString, OsString>;
 
     const FLOOR_SRC: &str = include_str!("bench/floor.rs");
-    const GRAPH_MANIFEST: &str = include_str!("bench/graph/Cargo.toml");
-    const GRAPH_LOCK: &str = include_str!("bench/graph/Cargo.lock");
-    const GRAPH_MAIN: &str = include_str!("bench/graph/src/main.rs");
-    const CGRAPH_MANIFEST: &str = include_str!("bench/cgraph/Cargo.toml");
-    const CGRAPH_LOCK: &str = include_str!("bench/cgraph/Cargo.lock");
-    const CGRAPH_MAIN: &str = include_str!("bench/cgraph/src/main.rs");
+    /// A crates.io dependency graph, pinned by its Cargo.lock: what sections 2-4 build.
+    struct GraphSource {
+        name: &'static str,
+        manifest: &'static str,
+        lock: &'static str,
+        main: &'static str,
+        what: &'static str,
+        /// Section 3 kills Redis once this many libraries are built.
+        kill_after: usize,
+    }
+
+    const GRAPH: GraphSource = GraphSource {
+        name: "graph",
+        manifest: include_str!("bench/graph/Cargo.toml"),
+        lock: include_str!("bench/graph/Cargo.lock"),
+        main: include_str!("bench/graph/src/main.rs"),
+        what: "the crates.io graph in `examples/bench/graph` (serde + derive, serde_json, regex, \
+               clap + derive, anyhow, log, env_logger, itertools; pinned by its Cargo.lock), \
+               debug profile, `CARGO_INCREMENTAL=0`",
+        kill_after: 5,
+    };
+
+    const CGRAPH: GraphSource = GraphSource {
+        name: "cgraph",
+        manifest: include_str!("bench/cgraph/Cargo.toml"),
+        lock: include_str!("bench/cgraph/Cargo.lock"),
+        main: include_str!("bench/cgraph/src/main.rs"),
+        what: "the crates.io graph in `examples/bench/cgraph` (`zstd` 0.13, whose `zstd-sys` \
+               build script compiles zstd's C files with the `cc` crate; pinned by its \
+               Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`",
+        kill_after: 0,
+    };
+
+    /// The quick mode's C graph: small, but fetched and built by the same code as the full one.
+    const QUICK_CGRAPH: GraphSource = GraphSource {
+        name: "cgraph-quick",
+        manifest: include_str!("bench/cgraph-quick/Cargo.toml"),
+        lock: include_str!("bench/cgraph-quick/Cargo.lock"),
+        main: include_str!("bench/cgraph-quick/src/main.rs"),
+        what: "(quick mode) the small crates.io graph in `examples/bench/cgraph-quick` \
+               (`lz4-sys`, whose build script compiles lz4's C files with the `cc` crate; \
+               pinned by its Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`",
+        kill_after: 0,
+    };
+
+    /// The quick mode's graph: small, but fetched and built by the same code as the full one.
+    const QUICK_GRAPH: GraphSource = GraphSource {
+        name: "graph-quick",
+        manifest: include_str!("bench/graph-quick/Cargo.toml"),
+        lock: include_str!("bench/graph-quick/Cargo.lock"),
+        main: include_str!("bench/graph-quick/src/main.rs"),
+        what: "(quick mode) the small crates.io graph in `examples/bench/graph-quick` (anyhow \
+               with its build script, the paste proc-macro, itoa, log, memchr; pinned by its \
+               Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`",
+        kill_after: 2,
+    };
 
     /// Set on every child: `<scratch dir>/<id>`. Finding it in /proc/<pid>/environ proves the
     /// process is one of ours (or a descendant), and names the step that started it.
@@ -72,8 +125,10 @@ mod imp {
     const USAGE: &str = "\
 usage: cargo run --release --example bench -- [options]
 
-  --quick           smoke mode (CI): few runs, a small local workspace instead of crates.io
+  --quick           smoke mode (CI): few runs, a small crates.io graph instead of the big one
   --out PATH        where to write the report (default BENCHMARKS.md)
+  --readme PATH     also put this run's headline table into PATH, between the lines
+                    `<!-- bench-headline:start -->` and `<!-- bench-headline:end -->`
   --shim PATH       the maybe-sccache binary to measure (default: cargo build --release)
   --reps N          repetitions of the graph build sequence (default 5, quick 1)
   --runs N          interleaved runs per lane for `rustc -vV` (default 400, quick 40);
@@ -126,6 +181,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
     struct Opts {
         quick: bool,
         out: PathBuf,
+        readme: Option<PathBuf>,
         shim: Option<PathBuf>,
         reps: usize,
         probe_runs: usize,
@@ -141,6 +197,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             let mut opts = Opts {
                 quick,
                 out: PathBuf::from("BENCHMARKS.md"),
+                readme: None,
                 shim: None,
                 reps: if quick { 1 } else { 5 },
                 probe_runs: if quick { 40 } else { 400 },
@@ -161,6 +218,9 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                     "--quick" => {}
                     "--keep-temp" => opts.keep_temp = true,
                     "--out" => opts.out = it.next().ok_or("--out needs a path")?.into(),
+                    "--readme" => {
+                        opts.readme = Some(it.next().ok_or("--readme needs a path")?.into())
+                    }
                     "--shim" => opts.shim = Some(it.next().ok_or("--shim needs a path")?.into()),
                     "--reps" => opts.reps = number("--reps", it.next())? as usize,
                     "--runs" => opts.probe_runs = number("--runs", it.next())? as usize,
@@ -194,16 +254,19 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
 
     fn run(opts: Opts) -> Res<usize> {
         let mut b = Bench::setup(opts)?;
+        if b.opts.readme.is_some() && !b.opts.quick && b.versions.git.ends_with(DIRTY) {
+            return Err(format!(
+                "--readme: the code has uncommitted changes ({}); the README quotes only \
+                 figures of committed code: commit first",
+                b.versions.git
+            ));
+        }
         say!("scratch directory {}", b.scratch.dir.display());
 
         let micro = b.section_micro();
         let micro = b.settle("section 1 (per-call overhead)", micro);
 
-        let project = if b.opts.quick {
-            b.prepare_quick()
-        } else {
-            b.prepare_graph()
-        };
+        let project = b.prepare_graph(if b.opts.quick { &QUICK_GRAPH } else { &GRAPH });
         let project = b.settle("preparing the project for sections 2-4", project);
 
         let graph = match &project {
@@ -221,11 +284,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             None => None,
         };
 
-        let cproject = if b.opts.quick {
-            b.prepare_quick_c()
-        } else {
-            b.prepare_cgraph()
-        };
+        let cproject = b.prepare_graph(if b.opts.quick { &QUICK_CGRAPH } else { &CGRAPH });
         let cproject = b.settle("preparing the C project for section 5", cproject);
         let c = match &cproject {
             Some(p) => {
@@ -247,6 +306,11 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         }
         fs::write(&b.opts.out, report)
             .map_err(|e| format!("cannot write {}: {e}", b.opts.out.display()))?;
+        if let Some(readme) = &b.opts.readme {
+            let table = b.headline(micro.as_ref(), graph.as_ref(), faults.as_ref(), c.as_ref());
+            put_headline(readme, &b.opts.out, &table)?;
+            say!("headline written to {}", readme.display());
+        }
         say!(
             "report written to {} (total {:.0} s)",
             b.opts.out.display(),
@@ -485,23 +549,22 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 self.versions.redis = first_line(Command::new(r).arg("--version"));
             }
             let repo = env!("CARGO_MANIFEST_DIR");
-            if let Ok(head) =
-                output_of(Command::new("git").args(["-C", repo, "rev-parse", "--short", "HEAD"]))
+            if let Ok(head) = output_of(Command::new("git").args(["-C", repo, "rev-parse", "HEAD"]))
             {
+                // The reports this benchmark writes do not count as changes to the code.
                 let dirty = output_of(Command::new("git").args([
                     "-C",
                     repo,
                     "status",
                     "--porcelain",
                     "--untracked-files=no",
+                    "--",
+                    ".",
+                    ":(exclude)*.md",
                 ]))
                 .map(|s| !s.trim().is_empty())
                 .unwrap_or(false);
-                self.versions.git = format!(
-                    "{}{}",
-                    head.trim(),
-                    if dirty { " + uncommitted changes" } else { "" }
-                );
+                self.versions.git = format!("{}{}", head.trim(), if dirty { DIRTY } else { "" });
             }
         }
 
@@ -854,13 +917,16 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
 
         // --- Projects ------------------------------------------------------------------------
 
-        fn prepare_graph(&mut self) -> Res<Project> {
-            let dir = self.scratch_path("graph");
-            write(&dir.join("Cargo.toml"), GRAPH_MANIFEST)?;
-            write(&dir.join("Cargo.lock"), GRAPH_LOCK)?;
-            write(&dir.join("src/main.rs"), GRAPH_MAIN)?;
+        fn prepare_graph(&mut self, source: &GraphSource) -> Res<Project> {
+            let dir = self.scratch_path(source.name);
+            write(&dir.join("Cargo.toml"), source.manifest)?;
+            write(&dir.join("Cargo.lock"), source.lock)?;
+            write(&dir.join("src/main.rs"), source.main)?;
             let manifest = dir.join("Cargo.toml");
-            say!("fetching the crates.io graph (cargo fetch --locked)");
+            say!(
+                "fetching the crates.io graph {} (cargo fetch --locked)",
+                source.name
+            );
             let id = self.new_id("fetch");
             let mut env = self.env_plain();
             env.insert("CARGO_HOME".into(), self.real_cargo_home.clone().into());
@@ -873,41 +939,10 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 None => return Err("cargo fetch did not finish in 900 s".into()),
             }
             Ok(Project {
-                target: self.scratch_path("graph-target"),
+                target: self.scratch_path(&format!("{}-target", source.name)),
                 manifest,
-                what: "the crates.io graph in `examples/bench/graph` (serde + derive, \
-                       serde_json, regex, clap + derive, anyhow, log, env_logger, itertools; \
-                       pinned by its Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`"
-                    .into(),
-                kill_after: 5,
-            })
-        }
-
-        fn prepare_quick(&mut self) -> Res<Project> {
-            let dir = self.scratch_path("quick");
-            write_quick_workspace(&dir)?;
-            let manifest = dir.join("Cargo.toml");
-            let id = self.new_id("lockfile");
-            let mut env = self.env_plain();
-            env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
-            let mut cmd = self.command(&self.cargo, &env, &id);
-            cmd.args(["generate-lockfile", "--offline", "--manifest-path"])
-                .arg(&manifest);
-            match self.run_bounded(cmd, Duration::from_secs(120))? {
-                Some((s, _)) if s.success() => {}
-                Some((s, out)) => {
-                    return Err(format!("cargo generate-lockfile: {s}: {}", tail(&out, 10)))
-                }
-                None => return Err("cargo generate-lockfile did not finish".into()),
-            }
-            Ok(Project {
-                target: self.scratch_path("quick-target"),
-                manifest,
-                what: "(quick mode) a generated workspace of 7 local crates (path dependencies, \
-                       a proc-macro, a build script; no network), debug profile, \
-                       `CARGO_INCREMENTAL=0`"
-                    .into(),
-                kill_after: 2,
+                what: source.what.into(),
+                kill_after: source.kill_after,
             })
         }
 
@@ -1278,63 +1313,6 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
 
         // --- Section 5 -----------------------------------------------------------------------
 
-        fn prepare_cgraph(&mut self) -> Res<Project> {
-            let dir = self.scratch_path("cgraph");
-            write(&dir.join("Cargo.toml"), CGRAPH_MANIFEST)?;
-            write(&dir.join("Cargo.lock"), CGRAPH_LOCK)?;
-            write(&dir.join("src/main.rs"), CGRAPH_MAIN)?;
-            let manifest = dir.join("Cargo.toml");
-            say!("fetching the crates.io C graph (cargo fetch --locked)");
-            let id = self.new_id("fetch-c");
-            let mut env = self.env_plain();
-            env.insert("CARGO_HOME".into(), self.real_cargo_home.clone().into());
-            let mut cmd = self.command(&self.cargo, &env, &id);
-            cmd.args(["fetch", "--locked", "--manifest-path"])
-                .arg(&manifest);
-            match self.run_bounded(cmd, Duration::from_secs(900))? {
-                Some((s, _)) if s.success() => {}
-                Some((s, out)) => return Err(format!("cargo fetch: {s}: {}", tail(&out, 10))),
-                None => return Err("cargo fetch did not finish in 900 s".into()),
-            }
-            Ok(Project {
-                target: self.scratch_path("cgraph-target"),
-                manifest,
-                what: "the crates.io graph in `examples/bench/cgraph` (`zstd` 0.13, whose \
-                       `zstd-sys` build script compiles zstd's C files with the `cc` crate; \
-                       pinned by its Cargo.lock), debug profile, `CARGO_INCREMENTAL=0`"
-                    .into(),
-                kill_after: 0,
-            })
-        }
-
-        fn prepare_quick_c(&mut self) -> Res<Project> {
-            let dir = self.scratch_path("quick-c");
-            write_quick_c_workspace(&dir)?;
-            let manifest = dir.join("Cargo.toml");
-            let id = self.new_id("lockfile-c");
-            let mut env = self.env_plain();
-            env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
-            let mut cmd = self.command(&self.cargo, &env, &id);
-            cmd.args(["generate-lockfile", "--offline", "--manifest-path"])
-                .arg(&manifest);
-            match self.run_bounded(cmd, Duration::from_secs(120))? {
-                Some((s, _)) if s.success() => {}
-                Some((s, out)) => {
-                    return Err(format!("cargo generate-lockfile: {s}: {}", tail(&out, 10)))
-                }
-                None => return Err("cargo generate-lockfile did not finish".into()),
-            }
-            Ok(Project {
-                target: self.scratch_path("quick-c-target"),
-                manifest,
-                what: "(quick mode) a local crate whose build script compiles 8 C files the way \
-                       the `cc` crate does (through `RUSTC_WRAPPER` when its file name is \
-                       `sccache`; no network), debug profile, `CARGO_INCREMENTAL=0`"
-                    .into(),
-                kill_after: 0,
-            })
-        }
-
         /// sccache alone against the shim through its alias, each with a cache of its own:
         /// per repetition one cold build each, then warm pairs; who goes first alternates.
         fn section_c(&mut self, project: &Project) -> Res<CSection> {
@@ -1414,7 +1392,7 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             if o.quick {
                 let _ = writeln!(
                     r,
-                    "> **Quick (smoke) mode**: few runs and a small local workspace. These \
+                    "> **Quick (smoke) mode**: few runs and a small crates.io graph. These \
                      numbers only show that the benchmark works; run without `--quick` for \
                      real ones.\n"
                 );
@@ -1422,8 +1400,14 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             let _ = writeln!(r, "Produced by:\n\n```sh\n{}\n```\n", o.command_line());
             let _ = writeln!(
                 r,
-                "Every section below comes from that one run on one machine. Nothing is \
-                 asserted; targets are the ones of issue 5.\n"
+                "Every figure below comes from that one run on one machine, of commit `{}`. \
+                 Nothing is asserted; targets are the ones of issue 5.\n",
+                or_none(&self.versions.git, "unknown")
+            );
+            let _ = writeln!(
+                r,
+                "## Headline\n\n{}",
+                self.headline(micro, graph, faults, c.1)
             );
             let _ = writeln!(r, "| | |\n|---|---|");
             let _ = writeln!(r, "| date | {} |", utc_now());
@@ -1515,6 +1499,161 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
                 }
             }
             r
+        }
+
+        /// The figures README.md quotes, as one table with the run it came from. `--readme`
+        /// puts exactly this into README.md, so the README never holds a figure of another run.
+        fn headline(
+            &self,
+            micro: Option<&Micro>,
+            graph: Option<&Graph>,
+            faults: Option<&Faults>,
+            c: Option<&CSection>,
+        ) -> String {
+            let na = || "not measured".to_owned();
+            let mut rows: Vec<(&str, String)> = Vec::new();
+            let ms = |d: Option<f64>| d.map_or("n/a".to_owned(), |d| format!("{d:+.2} ms"));
+            rows.push((
+                "per call, shim without sccache − exec-only wrapper (median of per-round \
+                 differences)",
+                micro.map_or_else(na, |m| {
+                    format!(
+                        "{} (`rustc -vV`), {} (tiny compile)",
+                        ms(m.paired(Who::ShimBare, Who::Floor, true)),
+                        ms(m.paired(Who::ShimBare, Who::Floor, false))
+                    )
+                }),
+            ));
+            rows.push((
+                "per probe (`rustc -vV`), shim with sccache vs sccache alone (medians)",
+                micro.map_or_else(na, |m| {
+                    match (
+                        m.median(Who::ShimSccache, true),
+                        m.median(Who::Sccache, true),
+                    ) {
+                        (Some(a), Some(b)) => format!("{a:.2} ms vs {b:.2} ms"),
+                        _ => "n/a".into(),
+                    }
+                }),
+            ));
+            rows.push((
+                "per forwarded compile, shim with sccache − sccache alone (median of per-round \
+                 differences)",
+                micro.map_or_else(na, |m| ms(m.paired(Who::ShimSccache, Who::Sccache, false))),
+            ));
+            for (label, shim, sc) in [
+                (
+                    "graph, warm: shim / sccache (medians; paired runs)",
+                    Kind::ShimWarm,
+                    Kind::SccacheWarm,
+                ),
+                (
+                    "graph, cold: shim / sccache (medians; paired runs)",
+                    Kind::ShimCold,
+                    Kind::SccacheCold,
+                ),
+                (
+                    "graph, no sccache anywhere: shim / plain cargo (medians; paired runs)",
+                    Kind::ShimBare,
+                    Kind::Plain,
+                ),
+            ] {
+                rows.push((
+                    label,
+                    graph.map_or_else(na, |g| {
+                        format!(
+                            "{}; {}",
+                            ratio(g.median(shim), g.median(sc)),
+                            spread(&g.paired_ratios(shim, sc))
+                        )
+                    }),
+                ));
+            }
+            let fault_text = |list: &[(Who, Build)]| -> String {
+                list.iter()
+                    .map(|(who, b)| {
+                        let time = match b.outcome {
+                            Outcome::Passed => format!("passes in {:.1} s", b.secs),
+                            Outcome::Failed(_) => format!("fails after {:.1} s", b.secs),
+                            Outcome::TimedOut(n) => format!("not finished in {n} s"),
+                        };
+                        format!("{}: {time}", who.name())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let plain = graph
+                .and_then(|g| g.median(Kind::Plain))
+                .map_or(String::new(), |p| format!(" (plain cargo: {p:.1} s)"));
+            for (label, pick) in [
+                ("Redis unreachable from the start", 0),
+                ("Redis killed mid-build", 1),
+            ] {
+                rows.push((
+                    label,
+                    match faults {
+                        None => na(),
+                        Some(f) if f.skipped.is_some() => "skipped".into(),
+                        Some(f) => {
+                            let list = if pick == 0 { &f.unreachable } else { &f.killed };
+                            format!("{}{plain}", fault_text(list))
+                        }
+                    },
+                ));
+            }
+            for (label, warm) in [
+                (
+                    "C graph via the alias, cold: shim / sccache (medians)",
+                    false,
+                ),
+                (
+                    "C graph via the alias, warm: shim / sccache (medians)",
+                    true,
+                ),
+            ] {
+                rows.push((
+                    label,
+                    match c {
+                        None => na(),
+                        Some(c) if c.skipped.is_some() => "skipped".into(),
+                        Some(c) => {
+                            let med = |shim: bool| {
+                                let v: Vec<f64> = c
+                                    .runs
+                                    .iter()
+                                    .filter(|r| r.shim == shim && r.warm == warm)
+                                    .map(|r| r.secs)
+                                    .collect();
+                                (!v.is_empty()).then(|| median(&v))
+                            };
+                            ratio(med(true), med(false))
+                        }
+                    },
+                ));
+            }
+            let mut t = format!(
+                "From one run of commit `{}` ({}; {}; {}; sccache {}){}:\n\n| | result |\n|---|---|\n",
+                or_none(&self.versions.git, "unknown"),
+                utc_now(),
+                machine(),
+                self.versions.rustc.split(" (").next().unwrap_or("rustc ?"),
+                or_none(
+                    self.versions
+                        .sccache
+                        .strip_prefix("sccache ")
+                        .unwrap_or(&self.versions.sccache),
+                    "not found"
+                ),
+                if self.opts.quick {
+                    " — quick (smoke) mode: these figures only show that the benchmark works"
+                } else {
+                    ""
+                }
+            );
+            for (label, value) in rows {
+                let _ = writeln!(t, "| {label} | {} |", value.replace('|', "\\|"));
+            }
+            t
         }
 
         fn render_micro(&self, r: &mut String, micro: Option<&Micro>) {
@@ -2828,158 +2967,41 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
     }
 
     // ---------------------------------------------------------------------------------------
-    // The quick workspace
+    // Small helpers
 
-    /// Seven local crates: a core lib, two libs on it, a proc-macro, a lib with a build script,
-    /// a lib on all of those, and the binary. Each lib has generated code enough to take rustc
-    /// a moment.
-    fn write_quick_workspace(dir: &Path) -> Res<()> {
-        let lib = |name: &str, deps: &[&str], extra: &str| -> Res<()> {
-            let mut manifest = format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-                 publish = false\n\n[dependencies]\n"
-            );
-            for d in deps {
-                let _ = writeln!(manifest, "{d} = {{ path = \"../{d}\" }}");
-            }
-            write(&dir.join(name).join("Cargo.toml"), &manifest)?;
-            let mut src = String::from("//! Generated by examples/bench.rs.\n\n");
-            src.push_str(extra);
-            for i in 0..60 {
-                let _ = writeln!(
-                    src,
-                    "#[derive(Debug, Clone, PartialEq, Default)]\n\
-                     pub struct S{i} {{ pub a: u64, pub b: String, pub c: Vec<u32> }}\n\
-                     impl S{i} {{\n    pub fn f(&self, x: u64) -> u64 {{\n        \
-                     self.a.wrapping_mul(x).wrapping_add(self.c.iter().map(|v| *v as u64)\
-                     .sum::<u64>()) + {i} + self.b.len() as u64\n    }}\n}}"
-                );
-            }
-            write(&dir.join(name).join("src/lib.rs"), &src)
+    /// Marks a commit hash whose work tree had changes to the code.
+    const DIRTY: &str = " + uncommitted changes";
+
+    const HEADLINE_START: &str = "<!-- bench-headline:start -->";
+    const HEADLINE_END: &str = "<!-- bench-headline:end -->";
+
+    /// Replaces what stands between the headline markers in `readme` with `table` and a pointer
+    /// to the full report.
+    fn put_headline(readme: &Path, report: &Path, table: &str) -> Res<()> {
+        let text = fs::read_to_string(readme)
+            .map_err(|e| format!("cannot read {}: {e}", readme.display()))?;
+        let (Some(start), Some(end)) = (text.find(HEADLINE_START), text.find(HEADLINE_END)) else {
+            return Err(format!(
+                "{} has no {HEADLINE_START} … {HEADLINE_END} lines",
+                readme.display()
+            ));
         };
-        lib("q_core", &[], "pub fn seven() -> u64 { 7 }\n")?;
-        lib(
-            "q_left",
-            &["q_core"],
-            "pub fn left() -> u64 { q_core::seven() * 3 }\n",
-        )?;
-        lib(
-            "q_right",
-            &["q_core"],
-            "pub fn right() -> u64 { q_core::seven() + 1 }\n",
-        )?;
-        lib(
-            "q_build",
-            &[],
-            "pub fn built() -> &'static str { env!(\"Q_BUILD\") }\n",
-        )?;
-        write(
-            &dir.join("q_build/build.rs"),
-            "fn main() {\n    println!(\"cargo:rustc-env=Q_BUILD=from-build-rs\");\n}\n",
-        )?;
-        write(
-            &dir.join("q_macro/Cargo.toml"),
-            "[package]\nname = \"q_macro\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-             publish = false\n\n[lib]\nproc-macro = true\n",
-        )?;
-        write(
-            &dir.join("q_macro/src/lib.rs"),
-            "//! Generated by examples/bench.rs.\nuse proc_macro::TokenStream;\n\n\
-             #[proc_macro]\npub fn answer(_: TokenStream) -> TokenStream {\n    \
-             \"42\".parse().unwrap()\n}\n",
-        )?;
-        lib(
-            "q_top",
-            &["q_left", "q_right", "q_build", "q_macro"],
-            "pub fn all() -> String {\n    format!(\"{} {} {} {}\", q_left::left(), \
-             q_right::right(), q_build::built(), q_macro::answer!())\n}\n",
-        )?;
-        write(
-            &dir.join("Cargo.toml"),
-            "[package]\nname = \"q_app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-             publish = false\n\n[dependencies]\nq_top = { path = \"q_top\" }\n\n\
-             [workspace]\nmembers = [\"q_core\", \"q_left\", \"q_right\", \"q_build\", \
-             \"q_macro\", \"q_top\"]\n",
-        )?;
-        write(
-            &dir.join("src/main.rs"),
-            "fn main() {\n    println!(\"{}\", q_top::all());\n}\n",
-        )
-    }
-
-    /// A binary on a local crate whose build script compiles 8 C files as the `cc` crate does:
-    /// through `RUSTC_WRAPPER` when that path's file stem is `sccache`, with `-c … -o …`, then
-    /// `ar`. The same path as cc-rs through the alias, without crates.io.
-    fn write_quick_c_workspace(dir: &Path) -> Res<()> {
-        write(
-            &dir.join("Cargo.toml"),
-            "[package]\nname = \"qc_app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-             publish = false\n\n[dependencies]\nqc_native = { path = \"qc_native\" }\n\n\
-             [workspace]\nmembers = [\"qc_native\"]\n",
-        )?;
-        write(
-            &dir.join("qc_native/Cargo.toml"),
-            "[package]\nname = \"qc_native\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-             publish = false\nbuild = \"build.rs\"\n",
-        )?;
-        write(
-            &dir.join("qc_native/build.rs"),
-            "use std::path::Path;\nuse std::process::Command;\n\n\
-             fn main() {\n    \
-                 let out = std::env::var(\"OUT_DIR\").unwrap();\n    \
-                 let wrapper = std::env::var_os(\"RUSTC_WRAPPER\")\n        \
-                     .filter(|w| Path::new(w).file_stem() == Some(\"sccache\".as_ref()));\n    \
-                 let mut objects = Vec::new();\n    \
-                 for i in 0..8 {\n        \
-                     let obj = format!(\"{out}/c{i}.o\");\n        \
-                     let mut cmd = match &wrapper {\n            \
-                         Some(w) => { let mut c = Command::new(w); c.arg(\"cc\"); c }\n            \
-                         None => Command::new(\"cc\"),\n        \
-                     };\n        \
-                     cmd.args([\"-O1\", \"-fPIC\", \"-o\", &obj, \"-c\", &format!(\"src/c{i}.c\")]);\n        \
-                     assert!(cmd.status().unwrap().success(), \"C compile failed\");\n        \
-                     objects.push(obj);\n    \
-                 }\n    \
-                 let lib = format!(\"{out}/libqc.a\");\n    \
-                 assert!(Command::new(\"ar\").arg(\"crs\").arg(&lib).args(&objects)\n        \
-                     .status().unwrap().success());\n    \
-                 println!(\"cargo:rustc-link-search=native={out}\");\n    \
-                 println!(\"cargo:rustc-link-lib=static=qc\");\n    \
-                 println!(\"cargo:rerun-if-changed=src\");\n}\n",
-        )?;
-        let mut lib = String::from("//! Generated by examples/bench.rs.\nextern \"C\" {\n");
-        let mut sum = String::from("pub fn total() -> u32 {\n    unsafe { 0");
-        for i in 0..8 {
-            let mut c = String::from("/* Generated by examples/bench.rs. */\n");
-            for j in 0..40 {
-                let _ = writeln!(
-                    c,
-                    "static unsigned h{j}(unsigned x) {{ return (x * {}u) ^ (x >> {}); }}",
-                    j * 2 + 1,
-                    j % 7 + 1
-                );
-            }
-            let _ = writeln!(c, "unsigned qc_f{i}(unsigned x) {{\n    unsigned a = x;");
-            for j in 0..40 {
-                let _ = writeln!(c, "    a = h{j}(a);");
-            }
-            let _ = writeln!(c, "    return (a & 0) + x + {i};\n}}");
-            write(&dir.join(format!("qc_native/src/c{i}.c")), &c)?;
-            let _ = writeln!(lib, "    fn qc_f{i}(x: u32) -> u32;");
-            let _ = write!(sum, " + qc_f{i}(1)");
+        if end < start {
+            return Err(format!(
+                "{}: the headline markers are swapped",
+                readme.display()
+            ));
         }
-        lib.push_str("}\n\n");
-        lib.push_str(&sum);
-        lib.push_str(" }\n}\n");
-        write(&dir.join("qc_native/src/lib.rs"), &lib)?;
-        write(
-            &dir.join("src/main.rs"),
-            "fn main() {\n    println!(\"{}\", qc_native::total());\n}\n",
-        )
+        let name = report
+            .file_name()
+            .map_or("the report".into(), |n| n.to_string_lossy().into_owned());
+        let new = format!(
+            "{}{HEADLINE_START}\n{table}\nDetails, spreads and every build: {name}.\n{}",
+            &text[..start],
+            &text[end..]
+        );
+        fs::write(readme, new).map_err(|e| format!("cannot write {}: {e}", readme.display()))
     }
-
-    // ---------------------------------------------------------------------------------------
-    // Small things
 
     fn write(path: &Path, text: &str) -> Res<()> {
         if let Some(dir) = path.parent() {
