@@ -26,7 +26,7 @@ pub fn sccaches(test: &str) -> Vec<(&'static str, PathBuf)> {
     match std::env::var_os("MAYBE_SCCACHE_TEST_SCCACHE_OLD").filter(|v| !v.is_empty()) {
         Some(old) => {
             let old = PathBuf::from(old);
-            assert!(old.is_file(), "MAYBE_SCCACHE_TEST_SCCACHE_OLD={old:?}");
+            assert_real_sccache("MAYBE_SCCACHE_TEST_SCCACHE_OLD", &old);
             all.push(("old", old));
         }
         None if in_ci() => panic!("{test}: CI is set but MAYBE_SCCACHE_TEST_SCCACHE_OLD is not"),

@@ -105,20 +105,7 @@ pub fn real_sccache() -> Option<&'static Path> {
             if let Some(given) = std::env::var_os("MAYBE_SCCACHE_TEST_SCCACHE") {
                 if !given.is_empty() {
                     let given = PathBuf::from(given);
-                    assert!(
-                        given.is_file(),
-                        "MAYBE_SCCACHE_TEST_SCCACHE={} is not a file",
-                        given.display()
-                    );
-                    // A wrapper script (pyenv's shim, say) would put a shell between the shim
-                    // and sccache, and hide how the real binary fails.
-                    assert!(
-                        is_elf(&given),
-                        "MAYBE_SCCACHE_TEST_SCCACHE={} is not an ELF binary (a wrapper script?): \
-                         point it at the real sccache",
-                        given.display()
-                    );
-                    assert_is_sccache(&given);
+                    assert_real_sccache("MAYBE_SCCACHE_TEST_SCCACHE", &given);
                     return Some(given);
                 }
             }
@@ -155,6 +142,19 @@ pub fn real_sccache() -> Option<&'static Path> {
                 .map(|p| p.canonicalize().unwrap_or(p))
         })
         .as_deref()
+}
+
+/// `path`, given by the environment variable `var`, must be the real sccache: an ELF file (a
+/// wrapper script, pyenv's shim say, would put a shell between the shim and sccache and hide how
+/// the real binary fails) whose `--version` says `sccache <version>`.
+pub fn assert_real_sccache(var: &str, path: &Path) {
+    assert!(path.is_file(), "{var}={} is not a file", path.display());
+    assert!(
+        is_elf(path),
+        "{var}={} is not an ELF binary (a wrapper script?): point it at the real sccache",
+        path.display()
+    );
+    assert_is_sccache(path);
 }
 
 /// `path --version` must say `sccache <version>`.
