@@ -14,6 +14,7 @@ use crate::alias;
 use crate::cache_key;
 use crate::config::Config;
 use crate::doctor;
+use crate::server;
 use crate::should_save;
 use crate::state;
 use crate::status;
@@ -129,7 +130,7 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                 // Exit 2: whatever could not be removed is still read by every call, so an open
                 // breaker may go on skipping sccache. A CI step that must not fail checks the code.
                 Some(dir) => {
-                    state::reset(dir).map_err(|e| {
+                    state::reset(dir, &server::key()).map_err(|e| {
                         anyhow::anyhow!(
                             "cannot clear the state in {}: {e}; the shim keeps reading what is \
                              left there (fix the directory's permissions, or set \
@@ -138,7 +139,9 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                         )
                     })?;
                     eprintln!(
-                        "maybe-sccache: breaker and counters cleared in {}",
+                        "maybe-sccache: breaker (of the sccache server at {}) and counters \
+                         cleared in {}",
+                        server::address(),
                         dir.display()
                     );
                 }

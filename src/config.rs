@@ -34,7 +34,8 @@ pub struct Config {
     /// `MAYBE_SCCACHE_SLOW_CALL`: a forwarded call slower than this, with sccache's own error
     /// counters rising, is taken as a failing backend.
     pub slow_call: Duration,
-    /// `MAYBE_SCCACHE_STATE_DIR`, else the user's cache dir. `None` when neither exists.
+    /// `MAYBE_SCCACHE_STATE_DIR`, else the user's cache dir. `None` when neither exists, or when
+    /// the directory is not the user's own or others can write to it.
     pub state_dir: Option<PathBuf>,
     /// Values that could not be used, as `(variable, reason)`, for the log and for `doctor`.
     pub problems: Vec<(&'static str, String)>,
@@ -66,6 +67,14 @@ impl Config {
             Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
             _ => dirs::cache_dir().map(|d| d.join("maybe-sccache")),
         };
+        // A state dir someone else controls is not used at all (one `stat`).
+        let state_dir = state_dir.filter(|dir| match crate::state::trusted_dir(dir) {
+            Ok(()) => true,
+            Err(why) => {
+                problems.push(("MAYBE_SCCACHE_STATE_DIR", why));
+                false
+            }
+        });
         Config {
             disabled,
             sccache_path: env::var_os("SCCACHE_PATH").filter(|p| !p.is_empty()),

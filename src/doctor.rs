@@ -516,7 +516,7 @@ fn incremental(config: &Config) -> Finding {
 }
 
 fn breaker(config: &Config) -> Finding {
-    let b = state::read_breaker(config.state_dir.as_deref());
+    let b = state::read_breaker(config.state_dir.as_deref(), &server::key());
     let now = state::now_secs();
     let reason = b.reason.as_deref().unwrap_or("no reason recorded");
     if b.is_open_at(now) {

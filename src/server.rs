@@ -5,6 +5,7 @@
 //! already running answers "Address in use", which counts as success.
 
 use std::env;
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -88,6 +89,63 @@ fn unescape_ascii(s: &[u8]) -> Option<Vec<u8>> {
         });
     }
     Some(out)
+}
+
+/// The environment variables that choose sccache's storage backend (`SCCACHE_CONF` may too). Two
+/// builds that differ in them use different backends, so one's dead backend is not the other's.
+/// A name ending in `_` is a prefix; the others match themselves and `<name>_…`.
+const BACKEND_VARS: [&str; 16] = [
+    "SCCACHE_CONF",
+    "SCCACHE_DIR",
+    "SCCACHE_REDIS",
+    "SCCACHE_MEMCACHED",
+    "SCCACHE_BUCKET",
+    "SCCACHE_ENDPOINT",
+    "SCCACHE_REGION",
+    "SCCACHE_S3_",
+    "SCCACHE_GCS_",
+    "SCCACHE_AZURE_",
+    "SCCACHE_GHA_",
+    "SCCACHE_WEBDAV_",
+    "SCCACHE_OSS_",
+    "SCCACHE_COS_",
+    "SCCACHE_LOCAL_RW_MODE",
+    "SCCACHE_ERROR_LOG",
+];
+
+/// Names the sccache server that the current environment points at, for the breaker and the start
+/// lock: a hash of its address and of the backend variables ([`BACKEND_VARS`], as prefixes).
+/// Values are hashed, never written out, since they may hold credentials. No system call.
+pub fn key() -> String {
+    key_of(&address().to_string(), env::vars_os())
+}
+
+fn key_of(address: &str, vars: impl Iterator<Item = (OsString, OsString)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut vars: Vec<(OsString, OsString)> = vars
+        .filter(|(name, _)| {
+            let name = name.as_encoded_bytes();
+            BACKEND_VARS
+                .iter()
+                .any(|p| match name.strip_prefix(p.as_bytes()) {
+                    Some(rest) => p.ends_with('_') || rest.is_empty() || rest.starts_with(b"_"),
+                    None => false,
+                })
+        })
+        .collect();
+    vars.sort();
+    let mut hash = Sha256::new();
+    hash.update(address.as_bytes());
+    for (name, value) in &vars {
+        hash.update(b"\0");
+        hash.update(name.as_encoded_bytes());
+        hash.update(b"=");
+        hash.update(value.as_encoded_bytes());
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Is an sccache server accepting connections where the client will look for it?
@@ -415,6 +473,51 @@ mod listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_keys() {
+        let key = |addr: &str, vars: &[(&str, &str)]| {
+            key_of(addr, vars.iter().map(|(k, v)| (k.into(), v.into())))
+        };
+        let base = key("port 4226", &[("SCCACHE_DIR", "/c")]);
+        assert_eq!(base.len(), 16);
+        assert_eq!(base, key("port 4226", &[("SCCACHE_DIR", "/c")]));
+        assert_ne!(base, key("port 4227", &[("SCCACHE_DIR", "/c")]));
+        assert_ne!(base, key("port 4226", &[("SCCACHE_DIR", "/d")]));
+        assert_ne!(base, key("port 4226", &[]));
+        // Backend settings count, in any order; settings of calls or of the log do not.
+        let redis = [
+            ("SCCACHE_DIR", "/c"),
+            ("SCCACHE_REDIS_ENDPOINT", "redis://a"),
+        ];
+        let reordered = [
+            ("SCCACHE_REDIS_ENDPOINT", "redis://a"),
+            ("SCCACHE_DIR", "/c"),
+        ];
+        assert_ne!(base, key("port 4226", &redis));
+        assert_eq!(key("port 4226", &redis), key("port 4226", &reordered));
+        for other in [
+            ("SCCACHE_LOG", "debug"),
+            ("SCCACHE_DIRECT", "true"),
+            ("SCCACHE_IDLE_TIMEOUT", "0"),
+            ("PATH", "/bin"),
+        ] {
+            assert_eq!(
+                base,
+                key("port 4226", &[("SCCACHE_DIR", "/c"), other]),
+                "{other:?}"
+            );
+        }
+        for backend in [
+            ("SCCACHE_BUCKET", "b"),
+            ("SCCACHE_GHA_ENABLED", "on"),
+            ("SCCACHE_REDIS", "redis://x"),
+            ("SCCACHE_DIR_EXTRA", "x"),
+        ] {
+            let with = [("SCCACHE_DIR", "/c"), backend];
+            assert_ne!(base, key("port 4226", &with), "{backend:?}");
+        }
+    }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]

@@ -1,11 +1,19 @@
 //! State shared by every call of a build: the circuit breaker, the counters, the start lock.
 //!
 //! Layout of the state directory (0700; files 0600):
-//! - `breaker`: `key value` lines, replaced atomically (temporary file + rename). Missing means
-//!   closed with no failure on record.
+//! - `breaker-<server>`: `key value` lines, replaced atomically (temporary file + rename). Missing
+//!   means closed with no failure on record. `<server>` names the sccache server the breaker is
+//!   about (its address and backend settings, see [`crate::server::key`]), so that one project's
+//!   dead backend or one CI job's `reset` leaves every other server's breaker alone.
+//! - `breaker-<server>.lock`: held while a breaker is read, changed and written back, so that a
+//!   concurrent call cannot write "closed" over another's trip. Reading alone takes no lock.
 //! - `events`: one line per call, `<kind> <reason>`, appended with a single `O_APPEND` write, so
-//!   concurrent calls need no lock and the hot path pays one open and one write.
-//! - `start.lock`: held (fs2) by the one call that starts or probes the sccache server.
+//!   concurrent calls need no lock and the hot path pays one open and one write. Shared by every
+//!   server: `status` counts calls, not servers.
+//! - `start-<server>.lock`: held (fs2) by the one call that starts or probes that sccache server.
+//!
+//! The directory is used only if it is the user's own and nobody else can write to it (see
+//! [`trusted_dir`]), and no state file is ever opened through a symbolic link.
 //!
 //! Nothing here may fail a build: every error is logged and the state is treated as empty.
 
@@ -65,6 +73,45 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `dir` if the shim may keep its state there: it does not exist yet (it will be created 0700), or
+/// it is a directory owned by this user that no one else can write to. In a directory others can
+/// write to, another user could plant a breaker (keeping sccache off, or on) or a link where a
+/// state file goes. `Err` says why not.
+pub fn trusted_dir(dir: &Path) -> Result<(), String> {
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Unreadable: whatever it is, it cannot be used, and every use fails quietly.
+        Err(_) => return Ok(()),
+    };
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(format!(
+                "{} belongs to user id {}, not to this user ({me}): not used, so the shim runs \
+                 without a breaker or counters",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} can be written by other users (mode {:o}): not used, so the shim runs \
+                 without a breaker or counters; `chmod go-w` it",
+                dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The state directory, created with mode 0700 if needed. `None` when there is none to use.
 pub fn ensure_dir(dir: &Path) -> Option<&Path> {
     if dir.is_dir() {
@@ -86,12 +133,14 @@ pub fn ensure_dir(dir: &Path) -> Option<&Path> {
     }
 }
 
+/// Options for every state file: private, and never through a symbolic link (`O_NOFOLLOW`), so a
+/// link planted in the state dir cannot make the shim write or read elsewhere.
 fn open_options() -> OpenOptions {
     let mut o = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
+        o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     o
 }
@@ -169,11 +218,21 @@ fn compact_events(dir: &Path) {
     }
 }
 
-pub fn read_breaker(dir: Option<&Path>) -> Breaker {
+fn breaker_file(server: &str) -> String {
+    format!("breaker-{server}")
+}
+
+/// The name of the lock held by the one call that starts or probes `server`.
+pub fn start_lock(server: &str) -> String {
+    format!("start-{server}.lock")
+}
+
+/// The breaker of `server` (a key from [`crate::server::key`]).
+pub fn read_breaker(dir: Option<&Path>, server: &str) -> Breaker {
     let Some(dir) = dir else {
         return Breaker::default();
     };
-    let text = match read_small(&dir.join("breaker")) {
+    let text = match read_small(&dir.join(breaker_file(server))) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Breaker::default(),
         Err(e) => {
@@ -196,10 +255,7 @@ pub fn read_breaker(dir: Option<&Path>) -> Breaker {
     b
 }
 
-pub fn write_breaker(dir: Option<&Path>, b: &Breaker) {
-    let Some(dir) = dir.and_then(ensure_dir) else {
-        return;
-    };
+fn write_breaker(dir: &Path, server: &str, b: &Breaker) {
     let mut text = String::new();
     if let Some(until) = b.open_until {
         text.push_str(&format!("open_until {until}\n"));
@@ -212,22 +268,39 @@ pub fn write_breaker(dir: Option<&Path>, b: &Breaker) {
         let reason: String = reason.replace(['\n', '\r'], " ");
         text.push_str(&format!("reason {reason}\n"));
     }
-    if let Err(e) = write_atomic(dir, "breaker", text.as_bytes()) {
+    if let Err(e) = write_atomic(dir, &breaker_file(server), text.as_bytes()) {
         log::warn!("cannot save the breaker state: {e}");
     }
 }
 
-/// Opens the breaker for `cooldown`, remembering why, and counts the trip.
-pub fn trip(dir: Option<&Path>, cooldown: Duration, reason: &str) {
+/// Reads `server`'s breaker, lets `change` change it, and writes it back if `change` says so, all
+/// under the breaker's lock: two calls changing it at once (one trips, one closes) cannot lose
+/// either change. A lock not had within a second is done without (the state dir is in trouble;
+/// the change still counts more than the race).
+fn update_breaker(dir: Option<&Path>, server: &str, change: impl FnOnce(&mut Breaker) -> bool) {
+    let Some(dir) = dir.and_then(ensure_dir) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let _lock = lock_until(dir, &format!("{}.lock", breaker_file(server)), deadline);
+    let mut b = read_breaker(Some(dir), server);
+    if change(&mut b) {
+        write_breaker(dir, server, &b);
+    }
+}
+
+/// Opens `server`'s breaker for `cooldown`, remembering why, and counts the trip.
+pub fn trip(dir: Option<&Path>, server: &str, cooldown: Duration, reason: &str) {
     let now = now_secs();
-    let mut b = read_breaker(dir);
-    b.open_until = Some(now + cooldown.as_secs());
-    b.failed_at = Some(now);
     // The reason quotes sccache, whose errors can name a backend URL with its password; it is
     // kept on disk and shown by `status` (in a CI job summary, say), so it is redacted first.
     let reason = crate::logging::redact_secrets(reason);
-    b.reason = Some(reason.clone());
-    write_breaker(dir, &b);
+    update_breaker(dir, server, |b| {
+        b.open_until = Some(now + cooldown.as_secs());
+        b.failed_at = Some(now);
+        b.reason = Some(reason.clone());
+        true
+    });
     record(
         dir,
         Event::Trip,
@@ -236,19 +309,26 @@ pub fn trip(dir: Option<&Path>, cooldown: Duration, reason: &str) {
     log::warn!("breaker open for {} s: {reason}", cooldown.as_secs());
 }
 
-/// Records a freshly started server: the breaker closes, keeping the last failure on record.
-pub fn server_started(dir: Option<&Path>) {
-    let mut b = read_breaker(dir);
-    if b.open_until.take().is_none() {
-        return;
-    }
-    log::info!("breaker closed: sccache works again");
-    write_breaker(dir, &b);
+/// Records a freshly started server: its breaker closes, keeping the last failure on record. A
+/// trip recorded since `probe_began` (by a call whose sccache failed while this one was starting
+/// a server) is newer news, and stays.
+pub fn server_started(dir: Option<&Path>, server: &str, probe_began: u64) {
+    update_breaker(dir, server, |b| {
+        if b.open_until.is_none() || b.failed_at.is_some_and(|at| at >= probe_began) {
+            return false;
+        }
+        b.open_until = None;
+        log::info!("breaker closed: sccache works again");
+        true
+    });
 }
 
-/// Clears breaker and counters.
-pub fn reset(dir: &Path) -> io::Result<()> {
-    for name in ["breaker", "events"] {
+/// Clears the breaker of `server` (the one the current environment points at) and the counters.
+/// The breakers of other servers stay as they are: they may belong to a build running at the
+/// same time (another CI job on the same machine), which this must not switch sccache back on
+/// for. `breaker` is the unkeyed file of earlier versions.
+pub fn reset(dir: &Path, server: &str) -> io::Result<()> {
+    for name in [breaker_file(server).as_str(), "breaker", "events"] {
         match fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -259,7 +339,9 @@ pub fn reset(dir: &Path) -> io::Result<()> {
 
 fn read_small_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    File::open(path)?
+    open_options()
+        .read(true)
+        .open(path)?
         .take(4 * 1024 * 1024)
         .read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -366,17 +448,96 @@ mod tests {
     fn breaker_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let d = Some(dir.path());
-        assert_eq!(read_breaker(d), Breaker::default());
-        trip(d, Duration::from_secs(60), "sccache-error: boom\nline two");
-        let b = read_breaker(d);
+        assert_eq!(read_breaker(d, "k1"), Breaker::default());
+        let before = now_secs() - 1;
+        trip(
+            d,
+            "k1",
+            Duration::from_secs(60),
+            "sccache-error: boom\nline two",
+        );
+        let b = read_breaker(d, "k1");
         assert!(b.is_open_at(now_secs()));
         assert!(b.is_half_open_at(now_secs() + 61));
         assert_eq!(b.reason.as_deref(), Some("sccache-error: boom line two"));
-        server_started(d);
-        let b = read_breaker(d);
+        // Another server's breaker is another file.
+        assert_eq!(read_breaker(d, "k2"), Breaker::default());
+        // A trip newer than the probe's start stays open.
+        server_started(d, "k1", before);
+        assert!(read_breaker(d, "k1").is_open_at(now_secs()));
+        server_started(d, "k1", now_secs() + 1);
+        let b = read_breaker(d, "k1");
         assert!(!b.is_open_at(now_secs()));
         assert!(b.failed_at.is_some());
-        fs::write(dir.path().join("breaker"), b"\xff\xfe garbage").unwrap();
-        assert_eq!(read_breaker(d), Breaker::default());
+        fs::write(dir.path().join("breaker-k1"), b"\xff\xfe garbage").unwrap();
+        assert_eq!(read_breaker(d, "k1"), Breaker::default());
+        trip(d, "k2", Duration::from_secs(60), "x");
+        reset(dir.path(), "k1").unwrap();
+        assert!(
+            read_breaker(d, "k2").is_open_at(now_secs()),
+            "reset keeps other servers"
+        );
+    }
+
+    #[test]
+    fn breaker_changes_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = try_lock(dir.path(), "breaker-k.lock").expect("the breaker's lock");
+        let d = dir.path().to_owned();
+        let tripping = std::thread::spawn(move || {
+            let began = std::time::Instant::now();
+            trip(Some(&d), "k", Duration::from_secs(60), "x");
+            began.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            read_breaker(Some(dir.path()), "k"),
+            Breaker::default(),
+            "no change while another holds the lock"
+        );
+        drop(held);
+        let waited = tripping.join().unwrap();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(read_breaker(Some(dir.path()), "k").is_open_at(now_secs()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_files_are_never_opened_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Some(dir.path());
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "open_until 99999999999\n").unwrap();
+        for name in ["events", "breaker-k", "start-k.lock", "breaker-k.lock"] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        record(d, Event::Forwarded, "-");
+        assert_eq!(read_breaker(d, "k"), Breaker::default());
+        assert!(read_counters(dir.path()).is_empty());
+        assert!(try_lock(dir.path(), &start_lock("k")).is_none());
+        trip(d, "k", Duration::from_secs(60), "x");
+        assert_eq!(fs::read(&victim).unwrap(), b"open_until 99999999999\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_a_private_state_dir_of_ones_own_is_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(trusted_dir(dir.path()), Ok(()));
+        assert_eq!(trusted_dir(&dir.path().join("not-yet")), Ok(()));
+        for mode in [0o777, 0o722, 0o757, 0o1777] {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+            let e = trusted_dir(dir.path()).unwrap_err();
+            assert!(e.contains("written by other users"), "{mode:o}: {e}");
+        }
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(trusted_dir(dir.path()), Ok(()));
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+            let e = trusted_dir(dir.path()).unwrap_err();
+            assert!(e.contains("belongs to user id 65534"), "{e}");
+        }
     }
 }

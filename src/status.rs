@@ -45,7 +45,8 @@ pub fn gather(config: &Config) -> Value {
         _ => None,
     };
     let dir = config.state_dir.as_deref();
-    let breaker = state::read_breaker(dir);
+    let key = server::key();
+    let breaker = state::read_breaker(dir, &key);
     let now = state::now_secs();
     let counters = dir.map(state::read_counters).unwrap_or_default();
     let kind = |k: &str| -> Value { json!(counters.get(k).cloned().unwrap_or_default()) };
@@ -60,6 +61,9 @@ pub fn gather(config: &Config) -> Value {
         },
         "breaker": {
             "state": if breaker.is_open_at(now) { "open" } else { "closed" },
+            // Whose breaker: the sccache server this environment points at.
+            "server": server::address().to_string(),
+            "key": key,
             "open_until": breaker.open_until.filter(|_| breaker.is_open_at(now)),
             "last_failure": breaker.failed_at.map(|at| json!({
                 "at": at,

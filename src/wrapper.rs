@@ -51,7 +51,9 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     if !compiler_exists(&compiler) {
         return compile_directly(state_dir, "compiler-not-found", &compiler, &args);
     }
-    if let Err(reason) = ensure_usable(&config, &sccache) {
+    // The breaker and the start lock belong to the server this environment points at.
+    let key = server::key();
+    if let Err(reason) = ensure_usable(&config, &sccache, &key) {
         return compile_directly(state_dir, reason, &compiler, &args);
     }
 
@@ -60,7 +62,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     let captured = match ran {
         Ok(Ran::Finished(captured)) => captured,
         Ok(Ran::Hung(why)) => {
-            state::trip(state_dir, config.cooldown, &why);
+            state::trip(state_dir, &key, config.cooldown, &why);
             server::stop_hung(&sccache);
             return compile_directly(state_dir, "hung", &compiler, &args);
         }
@@ -70,7 +72,12 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
             return compile_directly(state_dir, "temp-files", &compiler, &args);
         }
         Err(e) => {
-            state::trip(state_dir, config.cooldown, &format!("spawn-failed: {e:#}"));
+            state::trip(
+                state_dir,
+                &key,
+                config.cooldown,
+                &format!("spawn-failed: {e:#}"),
+            );
             return compile_directly(state_dir, "spawn-failed", &compiler, &args);
         }
     };
@@ -86,7 +93,12 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
             let status = fallback::run_compiler_child(&compiler, &args)?;
             if status.success() {
                 let detail = text.lines().next().unwrap_or("");
-                state::trip(state_dir, config.cooldown, &format!("{reason}: {detail}"));
+                state::trip(
+                    state_dir,
+                    &key,
+                    config.cooldown,
+                    &format!("{reason}: {detail}"),
+                );
             }
             Ok(fallback::exit_code_of_status(status))
         }
@@ -105,7 +117,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
                 captured.elapsed.as_millis()
             );
             if let Some(before) = captured.errors_when_watched {
-                check_backend_after_slow_call(&config, &sccache, before);
+                check_backend_after_slow_call(&config, &sccache, &key, before);
             }
             Ok(fallback::exit_code_of(code))
         }
@@ -158,9 +170,9 @@ fn compile_directly(
 /// The breaker and the server: `Ok` when a forwarded call can go to a running server, else the
 /// reason to fall back. Starting the server happens once, under the start lock, within a deadline;
 /// concurrent callers wait for that one verdict instead of racing their own starts.
-fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
+fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'static str> {
     let dir = config.state_dir.as_deref();
-    let breaker = state::read_breaker(dir);
+    let breaker = state::read_breaker(dir, key);
     let now = state::now_secs();
     if breaker.is_open_at(now) {
         log::debug!(
@@ -181,7 +193,7 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
         config.start_timeout + Duration::from_secs(5)
     };
     let _lock = match dir {
-        Some(dir) => match state::lock_until(dir, "start.lock", Instant::now() + wait) {
+        Some(dir) => match state::lock_until(dir, &state::start_lock(key), Instant::now() + wait) {
             Ok(lock) => lock,
             Err(()) => {
                 log::debug!("another call held the start lock for the whole wait");
@@ -195,7 +207,7 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
         None => None,
     };
     // Whoever held the lock may have settled the question meanwhile.
-    let breaker = state::read_breaker(dir);
+    let breaker = state::read_breaker(dir, key);
     let now = state::now_secs();
     if breaker.is_open_at(now) {
         return Err("breaker-open");
@@ -211,11 +223,11 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
     };
     match started {
         Ok(()) => {
-            state::server_started(dir);
+            state::server_started(dir, key, now);
             Ok(())
         }
         Err(server::StartFailure(reason)) => {
-            state::trip(dir, config.cooldown, &reason);
+            state::trip(dir, key, config.cooldown, &reason);
             Err("start-failed")
         }
     }
@@ -225,13 +237,14 @@ fn ensure_usable(config: &Config, sccache: &Path) -> Result<(), &'static str> {
 /// since then, its backend is failing (a dead Redis makes every call wait out read and write
 /// time-outs): open the breaker. The server is left running for the calls still in it; the probe
 /// after the cooldown replaces it with one that checks the backend afresh.
-fn check_backend_after_slow_call(config: &Config, sccache: &Path, before: u64) {
+fn check_backend_after_slow_call(config: &Config, sccache: &Path, key: &str, before: u64) {
     let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
         return;
     };
     if errors > before {
         state::trip(
             config.state_dir.as_deref(),
+            key,
             config.cooldown,
             &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
         );

@@ -219,3 +219,105 @@ fn missing_tmpdir_does_not_open_the_breaker() {
     assert_eq!(counter(&st, "fallback", "temp-files"), 0, "{st:?}");
     assert!(forwarded(&st) >= 2, "{st:?}");
 }
+
+/// Two builds on one machine, one state dir, two sccache servers (ports): one has a dead Redis,
+/// the other a working local cache. The dead backend opens only its own server's breaker; the
+/// other build keeps using sccache, and a `reset` from the first leaves the second's alone.
+#[test]
+fn breakers_belong_to_their_server() {
+    let Some(sccache) = require_sccache("breakers_per_server") else {
+        return;
+    };
+    let shared_state = tempfile::tempdir().unwrap();
+    let mut broken = Sandbox::new();
+    let mut healthy = Sandbox::new();
+    for sb in [&mut broken, &mut healthy] {
+        sb.set_env("MAYBE_SCCACHE_STATE_DIR", shared_state.path());
+        sb.install_real_sccache(sccache);
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    broken.set_env(
+        "SCCACHE_REDIS_ENDPOINT",
+        format!("redis://127.0.0.1:{closed}"),
+    );
+    let expected = write_libs(&broken.ws, 2, true);
+    write_libs(&healthy.ws, 2, true);
+    broken.build().assert_success().assert_no_shim_noise();
+    let st = broken.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert_ne!(broken.server_key(), healthy.server_key());
+
+    let r = healthy.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&healthy, &expected);
+    let st = healthy.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    // The counters are shared by both builds; only the healthy one's calls were forwarded.
+    assert_eq!(forwarded(&st), 2, "{st:?}");
+
+    // The healthy server's breaker trips (its sccache is replaced by a failing one); a reset in
+    // the broken build's environment clears that one's breaker, not the healthy one's.
+    fs::remove_file(healthy.bin.join("sccache")).unwrap();
+    healthy.fake_sccache(FakeSccache::ErrorTextOnCompile);
+    fs::remove_dir_all(&healthy.target).unwrap();
+    healthy.build().assert_success().assert_no_shim_noise();
+    assert_eq!(breaker_state(&healthy.status_json()), "open");
+    run(&mut broken.shim(["reset"]), SHORT).assert_success();
+    assert_eq!(breaker_state(&broken.status_json()), "closed");
+    assert_eq!(
+        breaker_state(&healthy.status_json()),
+        "open",
+        "a reset elsewhere must not switch this server's sccache back on"
+    );
+}
+
+/// Builds on different servers do not share the start lock: while one build's server start
+/// hangs, a call for another server goes ahead at once.
+#[test]
+fn start_locks_belong_to_their_server() {
+    let Some(sccache) = require_sccache("start_lock_per_server") else {
+        return;
+    };
+    let shared_state = tempfile::tempdir().unwrap();
+    let mut hanging = Sandbox::new();
+    let mut other = Sandbox::new();
+    for sb in [&mut hanging, &mut other] {
+        sb.set_env("MAYBE_SCCACHE_STATE_DIR", shared_state.path());
+    }
+    hanging.set_env("MAYBE_SCCACHE_START_TIMEOUT", "20");
+    write_script(
+        &hanging.bin.join("sccache"),
+        "case \"$1\" in --start-server) sleep 30 ;; esac\nexit 0\n",
+    );
+    other.install_real_sccache(sccache);
+    let fake = hanging.fake_rustc(b"", b"", Ending::Exit(0));
+    let mut args = vec![fake.path.clone().into_os_string()];
+    args.extend(cacheable_args("src/lib.rs", &hanging.data));
+    let mut start = hanging.shim(args);
+    let starting = std::thread::spawn(move || run(&mut start, Duration::from_secs(120)));
+    // The hanging start holds its lock from now on.
+    std::thread::sleep(Duration::from_secs(2));
+    let src = other.data.join("lib.rs");
+    fs::write(&src, "pub fn f() -> u32 { 1 }\n").unwrap();
+    let mut args = vec![toolchain_rustc().into_os_string()];
+    let out = other.data.join("out");
+    fs::create_dir(&out).unwrap();
+    args.extend(cacheable_args(src.to_str().unwrap(), &out));
+    let began = std::time::Instant::now();
+    run(&mut other.shim(args), SHORT).assert_success();
+    let took = began.elapsed();
+    assert!(
+        !starting.is_finished(),
+        "the hanging start must still hold its lock"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the other server's call waited {took:?}"
+    );
+    let st = other.status_json();
+    assert_eq!(forwarded(&st), 1, "{st:?}");
+    starting.join().unwrap().assert_success();
+}

@@ -177,8 +177,9 @@ fn status_never_fails_on_bad_state() {
         b"\xff\xfe\x00garbage\nfallback\nforwarded - x\n".as_slice(),
         0o644,
     );
+    let breaker = format!("breaker-{}", sb.server_key());
     write_file(
-        &garbage.join("breaker"),
+        &garbage.join(&breaker),
         b"open_until soon\n\xff\x00 reason".as_slice(),
         0o644,
     );
@@ -189,7 +190,7 @@ fn status_never_fails_on_bad_state() {
         "forwarded -\nfallback not-found\nbogus line here x\n",
         0o644,
     );
-    fs::create_dir_all(half.join("breaker")).unwrap(); // a directory where a file should be
+    fs::create_dir_all(half.join(&breaker)).unwrap(); // a directory where a file should be
     let cases: [(&str, PathBuf); 4] = [
         ("a file", file.clone()),
         ("under a file", file.join("sub")),
@@ -374,7 +375,7 @@ fn status_shows_an_open_breaker_and_reset_closes_it() {
         .unwrap()
         .as_secs();
     write_file(
-        &sb.state.join("breaker"),
+        &sb.breaker_file(),
         format!(
             "open_until {}\nfailed_at {now}\nreason start-failed: backend down\n",
             now + 600

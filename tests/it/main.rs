@@ -23,4 +23,5 @@ mod resilience;
 mod sccache_real;
 mod secrets;
 mod signals;
+mod state_dir;
 mod wheel;

@@ -289,8 +289,12 @@ fn corrupt_and_unwritable_state_never_fail_a_build() {
     // Corrupt: garbage in every state file.
     let sb = Sandbox::new();
     let expected = write_libs(&sb.ws, 2, true);
-    for name in ["breaker", "events", "start.lock"] {
-        fs::write(sb.state.join(name), b"\xff\xfe garbage\nopen_until x\n").unwrap();
+    for file in [
+        sb.breaker_file(),
+        sb.state.join("events"),
+        sb.start_lock_file(),
+    ] {
+        fs::write(file, b"\xff\xfe garbage\nopen_until x\n").unwrap();
     }
     sb.fake_sccache(FakeSccache::ErrorText);
     let r = sb.build();
@@ -376,8 +380,9 @@ fn state_files_are_private() {
     sb.build().assert_success();
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
-    for name in ["breaker", "events"] {
-        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    let breaker = state.join(format!("breaker-{}", sb.server_key()));
+    for file in [breaker.as_path(), &state.join("events")] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
     }
 }
 
@@ -823,7 +828,7 @@ fn breaker_reason_never_holds_a_secret() {
         assert!(!out.contains("pw-91827364"), "{out}");
         assert!(!out.contains("tok-4f9a8b7c6d"), "{out}");
     }
-    let on_disk = fs::read(sb.state.join("breaker")).unwrap();
+    let on_disk = fs::read(sb.breaker_file()).unwrap();
     assert_eq!(count(&on_disk, "pw-91827364"), 0);
     assert_eq!(count(&on_disk, "tok-4f9a8b7c6d"), 0);
 }
@@ -974,12 +979,14 @@ fn half_open_probe_is_one_call_while_the_others_compile_directly() {
 fn start_lock_held_too_long_compiles_directly_as_start_busy() {
     let mut sb = Sandbox::new();
     sb.set_env("MAYBE_SCCACHE_START_TIMEOUT", "0.5");
+    // Named before sccache is there: `status` would ask the fake for its version.
+    let lock_file = sb.start_lock_file();
     sb.fake_sccache(FakeSccache::Healthy);
     let lock = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(sb.state.join("start.lock"))
+        .open(lock_file)
         .unwrap();
     fs2::FileExt::lock_exclusive(&lock).unwrap();
     let took = timed_call(&sb);

@@ -769,6 +769,26 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.describe()))
     }
 
+    /// The name of this sandbox's sccache server in the state dir (its address and backend
+    /// settings, hashed), as `status --json` gives it.
+    pub fn server_key(&self) -> String {
+        let st = self.status_json();
+        st.path(&["breaker", "key"])
+            .and_then(Json::as_str)
+            .unwrap_or_else(|| panic!("no breaker.key in status: {st:?}"))
+            .to_owned()
+    }
+
+    /// The breaker file of this sandbox's sccache server.
+    pub fn breaker_file(&self) -> PathBuf {
+        self.state.join(format!("breaker-{}", self.server_key()))
+    }
+
+    /// The start lock of this sandbox's sccache server.
+    pub fn start_lock_file(&self) -> PathBuf {
+        self.state.join(format!("start-{}.lock", self.server_key()))
+    }
+
     /// A passing build of the good fixture: no sccache or shim text, the fixture's warning
     /// exactly once, a working binary.
     pub fn assert_good_build(&self) -> Run {

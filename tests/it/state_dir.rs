@@ -1,0 +1,101 @@
+//! Trusting the state dir: one that another user owns or can write to is not used at all, and no
+//! state file is ever opened through a symbolic link another user could have planted.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::resilience::{assert_app_prints, write_libs};
+use crate::support::*;
+
+/// The files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Builds with `state` as the state dir: the build passes with sccache, nothing is written
+/// there, and the log says why.
+fn assert_state_dir_refused(sb: &mut Sandbox, state: &Path, why: &str) {
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", state);
+    sb.set_env("MAYBE_SCCACHE_LOG", "warn");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let before = files_in(state);
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.fake_sccache(FakeSccache::Healthy);
+    sb.build().assert_success().assert_no_shim_noise();
+    assert_app_prints(sb, &expected);
+    assert_eq!(
+        files_in(state),
+        before,
+        "nothing may be written to {}",
+        state.display()
+    );
+    let log = fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains(why), "the log says why: {log}");
+    assert!(!sb.sccache_compiles().is_empty(), "sccache is still used");
+}
+
+#[test]
+fn state_dir_writable_by_others_is_not_used() {
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("shared-state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+    assert_state_dir_refused(&mut sb, &state, "can be written by other users");
+}
+
+#[test]
+fn state_dir_of_another_user_is_not_used() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !in_ci(),
+            "CI runs as root, which can hand a directory to another user"
+        );
+        eprintln!("skipping state_dir_of_another_user: needs root to chown");
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("their-state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    assert_state_dir_refused(&mut sb, &state, "belongs to user id 65534");
+}
+
+/// Links planted where state files go (as another user could in a shared directory, before the
+/// directory became private): the shim neither writes through them nor believes them.
+#[test]
+fn state_files_are_never_followed_through_links() {
+    let sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.fake_sccache(FakeSccache::Healthy);
+    let bashrc = sb.data.join("bashrc");
+    write_file(&bashrc, "# the user's own file\n", 0o644);
+    // A forged breaker, open for a long time, behind a link.
+    let forged = sb.data.join("forged-breaker");
+    write_file(&forged, "open_until 99999999999\nreason forged\n", 0o644);
+    let breaker = sb.breaker_file();
+    let _ = fs::remove_file(sb.state.join("events"));
+    std::os::unix::fs::symlink(&bashrc, sb.state.join("events")).unwrap();
+    std::os::unix::fs::symlink(&forged, &breaker).unwrap();
+    std::os::unix::fs::symlink(&bashrc, sb.start_lock_file()).unwrap();
+    sb.build().assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert_eq!(
+        fs::read_to_string(&bashrc).unwrap(),
+        "# the user's own file\n"
+    );
+    assert!(
+        sb.sccache_compiles().len() >= 2,
+        "the forged breaker was not believed: {:?}",
+        sb.sccache_calls()
+    );
+}
