@@ -215,7 +215,9 @@ pub fn judge(c: &Captured) -> Verdict {
         254 if only_sccache_lines && has_line(&c.stderr, b"sccache: encountered fatal error") => {
             Verdict::SccacheFailed("sccache-fatal")
         }
-        1 if only_sccache_lines && has_line(&c.stdout, b"sccache: incremental compilation") => {
+        // `sccache: incremental compilation is prohibited: …` (0.16), `sccache: increment
+        // compilation is  prohibited.` (0.10).
+        1 if only_sccache_lines && has_line(&c.stdout, b"sccache: increment") => {
             Verdict::SccacheFailed("sccache-refused")
         }
         101 if sccache_panicked(&c.stderr) => Verdict::SccacheFailed("sccache-panicked"),
@@ -408,6 +410,11 @@ mod tests {
                        to continue.\n";
         assert_eq!(
             judge(&captured(1, refused, "")),
+            Verdict::SccacheFailed("sccache-refused")
+        );
+        let refused_by_0_10 = "sccache: increment compilation is  prohibited.\n";
+        assert_eq!(
+            judge(&captured(1, refused_by_0_10, "")),
             Verdict::SccacheFailed("sccache-refused")
         );
         let crashed = Captured {

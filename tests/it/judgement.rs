@@ -450,3 +450,164 @@ fn server_killed_in_the_middle_of_parallel_calls() {
         server_goes_away_mid_build(sccache, true);
     }
 }
+
+/// What a real sccache wrote and how it ended, for failures it shows only under conditions the
+/// shim itself never forwards in (or that take a server start to produce).
+struct Recorded {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs the real `sccache <rustc> <a cacheable call>` with `env` and records what it did.
+fn record_real(sb: &Sandbox, sccache: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Recorded {
+    let src = sb.data.join("rec.rs");
+    fs::write(&src, "pub fn f() -> u32 { 1 }\n").unwrap();
+    let out = sb.data.join("rec-out");
+    fs::create_dir_all(&out).unwrap();
+    let mut cmd = sb.command(sccache);
+    cmd.arg(toolchain_rustc())
+        .args(cacheable_args(src.to_str().unwrap(), &out));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let r = run(&mut cmd, SHORT);
+    Recorded {
+        code: r.code().expect("sccache exits"),
+        stdout: r.stdout,
+        stderr: r.stderr,
+    }
+}
+
+/// A stand-in sccache that answers every compile with `rec` byte for byte (its own commands
+/// succeed), so that the shim judges exactly what the real one wrote.
+fn replaying_sccache(sb: &Sandbox, rec: &Recorded) {
+    let out = sb.data.join("replay.out");
+    let err = sb.data.join("replay.err");
+    fs::write(&out, &rec.stdout).unwrap();
+    fs::write(&err, &rec.stderr).unwrap();
+    write_script(
+        &sb.bin.join("sccache"),
+        &format!(
+            "case \"$1\" in -*) exit 0 ;; esac\ncat {}\ncat {} >&2\nexit {}\n",
+            sh_quote(out.as_os_str()),
+            sh_quote(err.as_os_str()),
+            rec.code
+        ),
+    );
+}
+
+/// Runs one cacheable call through the shim with a compiler that succeeds quietly, and checks
+/// that sccache's failure was judged as such: the compiler ran once, alone, and `reason` counted.
+fn assert_judged_as(sb: &Sandbox, reason: &str, what: &str) {
+    let fake = sb.fake_rustc(b"", b"warning: from the compiler\n", Ending::Exit(0));
+    let mut args = vec![fake.path.clone().into_os_string()];
+    args.extend(cacheable_args("src/lib.rs", &sb.data.join("out")));
+    let r = run(&mut sb.shim(&args), SHORT);
+    assert_eq!(r.code(), Some(0), "{what}: {}", r.describe());
+    assert_eq!(
+        r.err(),
+        "warning: from the compiler\n",
+        "{what}: {}",
+        r.describe()
+    );
+    assert_eq!(r.out(), "", "{what}: {}", r.describe());
+    assert_eq!(fake.calls(), 1, "{what}");
+    let st = sb.status_json();
+    assert_eq!(counter(&st, "fallback", reason), 1, "{what}: {st:?}");
+}
+
+/// sccache refuses every call while `CARGO_INCREMENTAL=1`, in words that differ between versions
+/// (0.10: `increment compilation is  prohibited.`). The shim skips sccache then; should the refusal
+/// reach it anyway, it is sccache's, not a compile error.
+#[test]
+fn incremental_refusal_of_each_version_is_sccaches() {
+    for (version, sccache) in sccaches("incremental_refusal") {
+        let sb = Sandbox::new();
+        let rec = record_real(&sb, &sccache, &[("CARGO_INCREMENTAL", "1".as_ref())]);
+        assert_eq!(rec.code, 1, "sccache {version}");
+        assert!(
+            String::from_utf8_lossy(&rec.stdout).contains("prohibited"),
+            "sccache {version}: {}",
+            String::from_utf8_lossy(&rec.stdout)
+        );
+        replaying_sccache(&sb, &rec);
+        assert_judged_as(&sb, "sccache-refused", &format!("sccache {version}"));
+    }
+}
+
+/// A backend endpoint that accepts connections and never answers: sccache's client gives up on
+/// the server start it began (`Timed out waiting for server startup`), with and without its log.
+#[test]
+fn server_start_timeout_of_each_version_is_sccaches() {
+    for (version, sccache) in sccaches("start_timeout_text") {
+        for log in [None, Some("debug")] {
+            let what = format!("sccache {version}, SCCACHE_LOG={log:?}");
+            let sb = Sandbox::new();
+            let _silent = SilentListener::new();
+            let conf = sb.data.join("sccache.toml");
+            fs::write(&conf, "server_startup_timeout_ms = 2000\n").unwrap();
+            let endpoint = format!("redis://127.0.0.1:{}", _silent.port);
+            let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![
+                ("SCCACHE_CONF", conf.as_os_str()),
+                ("SCCACHE_REDIS_ENDPOINT", endpoint.as_ref()),
+            ];
+            if let Some(log) = log {
+                env.push(("SCCACHE_LOG", log.as_ref()));
+            }
+            let rec = record_real(&sb, &sccache, &env);
+            // The server it started may still be waiting on the endpoint: stop it.
+            let mut stop = sb.command(&sccache);
+            stop.arg("--stop-server");
+            let _ = run(&mut stop, SHORT);
+            assert_eq!(rec.code, 2, "{what}");
+            assert!(
+                String::from_utf8_lossy(&rec.stderr).contains("Timed out waiting for server"),
+                "{what}: {}",
+                String::from_utf8_lossy(&rec.stderr)
+            );
+            replaying_sccache(&sb, &rec);
+            assert_judged_as(&sb, "sccache-error", &what);
+        }
+    }
+}
+
+/// A listener that accepts connections and never says a word.
+struct SilentListener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentListener {
+    fn new() -> SilentListener {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                held.extend(conn);
+            }
+        });
+        SilentListener {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

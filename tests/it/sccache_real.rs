@@ -202,9 +202,12 @@ fn compile_error_shown_once_with_real_sccache() {
 /// sccache's words, and does not run the compiler a second time.
 #[test]
 fn compiler_killed_under_real_sccache() {
-    let Some(sccache) = require_sccache("compiler_killed_under_real_sccache") else {
-        return;
-    };
+    for (_, sccache) in crate::judgement::sccaches("compiler_killed_under_real_sccache") {
+        compiler_killed_under(&sccache);
+    }
+}
+
+fn compiler_killed_under(sccache: &Path) {
     let mut sb = Sandbox::new();
     sb.set_env("MAYBE_SCCACHE_COOLDOWN", "0");
     sb.install_real_sccache(sccache);
