@@ -205,6 +205,11 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
                 ),
             }
         }
+        // `maybe-sccache alias`: this program under the name cc-rs looks for.
+        "sccache" if resolves_to_this_program(program, cwd) => ok(format!(
+            "wrapper: {source} sets it to {value}, maybe-sccache's alias (build scripts' C and \
+             C++ are cached too)"
+        )),
         "sccache" => warn(
             format!(
                 "wrapper: {source} sets it to {value}, sccache itself: every build fails when \
@@ -217,6 +222,11 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
             WRAPPER_FIX,
         ),
     }
+}
+
+fn resolves_to_this_program(program: &Path, cwd: &Path) -> bool {
+    let path_var = env::var_os("PATH").unwrap_or_default();
+    which::which_in(program, Some(&path_var), cwd).is_ok_and(|p| locate::is_this_program(&p))
 }
 
 /// Found, runnable, which version. The path, when it can be used.

@@ -207,6 +207,23 @@ fn alias_is_idempotent_and_never_taken_for_sccache() {
     assert_eq!(r.code(), Some(2), "{}", r.describe());
 }
 
+/// `doctor` knows the alias for what it is, not for a bare sccache that fails builds.
+#[test]
+fn doctor_accepts_the_alias_as_the_wrapper() {
+    let mut sb = Sandbox::new();
+    let alias = make_alias(&sb);
+    sb.set_env("RUSTC_WRAPPER", &alias);
+    let r = run(&mut sb.shim(["doctor"]), SHORT);
+    let line = r
+        .out()
+        .lines()
+        .find(|l| l.contains("wrapper:"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no wrapper finding: {}", r.describe()));
+    assert!(line.starts_with("ok"), "{line}");
+    assert!(line.contains("alias"), "{line}");
+}
+
 #[test]
 fn alias_hands_sccache_options_to_the_real_sccache() {
     let sb = Sandbox::new();
