@@ -432,7 +432,7 @@ fn c_build_fails_open_for_every_fault() {
         let mut cmd = sb.cargo(&["build", "--offline", "--locked"]);
         cmd.env("RUSTC_WRAPPER", &alias)
             .env("MAYBE_SCCACHE_COOLDOWN", "0")
-            .envs(env);
+            .envs(env.clone());
         let r = run(&mut cmd, BUILD);
         assert!(r.status.success(), "{name}: {}", r.describe());
         r.assert_no_shim_noise();
@@ -447,7 +447,9 @@ fn c_build_fails_open_for_every_fault() {
                 assert_eq!(c_calls, 1, "{name}: {:?}", sb.sccache_calls())
             }
             "redis-unreachable" => {
-                let st = sb.status_json();
+                // The breaker of the server with that backend (breakers are per server).
+                let r = run(sb.shim(["status", "--json"]).envs(env), SHORT);
+                let st = json_from_str(&r.out()).unwrap_or_else(|e| panic!("{e}: {}", r.out()));
                 let reason = st.path(&["breaker", "last_failure", "reason"]);
                 let reason = reason.and_then(Json::as_str).unwrap_or_default();
                 assert!(reason.contains("backend-unreachable"), "{name}: {st:?}");
