@@ -1016,7 +1016,7 @@ fn action_with_unclearable_state_and_no_lockfile() {
     sb.write_fixture(Fixture::Good);
     let _ = fs::remove_file(sb.ws.join("Cargo.lock"));
     // A root-owned state dir on a self-hosted runner; here, a directory where a file must go.
-    fs::create_dir_all(sb.state.join("breaker/x")).unwrap();
+    fs::create_dir_all(sb.state.join("events/x")).unwrap();
     let store = CacheStore::new(sb.data.join("cache-store"));
     let mut job = Job::new(&sb, &store, "odd", "8");
     job.set("CMAKE_C_COMPILER_LAUNCHER", "ccache");

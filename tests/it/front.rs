@@ -419,9 +419,9 @@ fn reset_without_state_and_with_a_file_for_state() {
     assert_clean_success(&run(&mut cmd, SHORT));
     assert_one_error(&run(&mut sb.shim(["reset", "--all"]), SHORT), "usage");
 
-    // State that cannot be removed (here a directory where the breaker file goes; on a runner a
+    // State that cannot be removed (here a directory where the counters file goes; on a runner a
     // root-owned state dir): one error line, exit 2, and what to do about it.
-    fs::create_dir_all(sb.state.join("breaker/x")).unwrap();
+    fs::create_dir_all(sb.state.join("events/x")).unwrap();
     let r = run(&mut sb.shim(["reset"]), SHORT);
     assert_one_error(&r, "cannot clear the state in");
     assert!(
