@@ -296,7 +296,14 @@ fn server_start(config: &Config, sccache: &Path) -> Finding {
     }
     let started = Instant::now();
     let result = server::start(sccache, config.depth, config.start_timeout);
-    let ms = started.elapsed().as_millis();
+    let took = started.elapsed();
+    let ms = took.as_millis();
+    // Where this environment's server keeps its cache, as sccache itself says (its config file
+    // included), asked before it is stopped.
+    let cache = match result {
+        Ok(()) => cache_location(sccache).map_or(String::new(), |l| format!("; its cache: {l}")),
+        Err(_) => String::new(),
+    };
     let stopped = match result {
         Ok(()) => server::stop(sccache, STOP_TIMEOUT),
         Err(_) => true,
@@ -309,16 +316,17 @@ fn server_start(config: &Config, sccache: &Path) -> Finding {
     match result {
         Ok(()) if !stopped => warn(
             format!(
-                "server: started in {ms} ms ({}), but {stop_note}",
+                "server: started in {ms} ms ({}{cache}), but {stop_note}",
                 server_address()
             ),
             "run `sccache --stop-server` before the build",
         ),
-        Ok(()) if started.elapsed() * 2 > config.start_timeout => warn(
+        Ok(()) if took * 2 > config.start_timeout => warn(
             format!(
-                "server: started in {ms} ms, more than half of the {} s the shim allows; \
-                 {stop_note}",
-                config.start_timeout.as_secs_f32()
+                "server: started in {ms} ms, more than half of the {} s the shim allows \
+                 ({}{cache}); {stop_note}",
+                config.start_timeout.as_secs_f32(),
+                server_address()
             ),
             format!(
                 "raise MAYBE_SCCACHE_START_TIMEOUT (default {} s), or look at why the storage \
@@ -327,7 +335,7 @@ fn server_start(config: &Config, sccache: &Path) -> Finding {
             ),
         ),
         Ok(()) => ok(format!(
-            "server: started in {ms} ms ({}) and {stop_note}",
+            "server: started in {ms} ms ({}{cache}) and {stop_note}",
             server_address()
         )),
         Err(server::StartFailure(reason)) => fail(
@@ -344,16 +352,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server that was already running: where does it store its cache, and is that what this
 /// environment asks for? A server keeps the environment it was started with.
 fn running_server(sccache: &Path) -> Finding {
-    let location = server::stats(sccache, VERSION_TIMEOUT)
-        .and_then(|s| s["cache_location"].as_str().map(str::to_owned));
-    let Some(location) = location else {
+    let Some(location) = cache_location(sccache) else {
         return ok(format!(
             "server: an sccache server is already running ({}); it did not say where it stores \
              its cache",
             server_address()
         ));
     };
-    let location = one_line(&location);
     let local = location.starts_with("Local disk");
     match remote_backend_var() {
         Some(var) if local => warn(
@@ -377,6 +382,13 @@ fn running_server(sccache: &Path) -> Finding {
             server_address()
         )),
     }
+}
+
+/// sccache's `cache_location` of the running server (`Local disk: "/path"`, `Redis: …`), on one
+/// line.
+fn cache_location(sccache: &Path) -> Option<String> {
+    let stats = server::stats(sccache, VERSION_TIMEOUT)?;
+    stats["cache_location"].as_str().map(one_line)
 }
 
 /// The variable that selects a remote backend here, if one does.

@@ -580,6 +580,13 @@ fn doctor_with_the_real_sccache() {
         "doctor leaves no server behind: {out}"
     );
     assert!(
+        server.contains(&format!(
+            "its cache: Local disk: \"{}\"",
+            sb.sccache_dir.display()
+        )),
+        "doctor says where the server it started caches: {out}"
+    );
+    assert!(
         !sb.status_json()["sccache"]["server_up"].as_bool().unwrap(),
         "the server doctor started must be gone: {out}"
     );
