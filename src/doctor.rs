@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::backend::{self, Answer, Backend};
 use crate::cargo_config::{self, Wrapper};
 use crate::child::run_bounded;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
@@ -428,11 +429,9 @@ fn default_sccache_dir() -> Option<PathBuf> {
 
 /// The local cache: is `SCCACHE_DIR` writable, and is its size bounded?
 fn storage() -> Vec<Finding> {
-    if let Some(var) = remote_backend_var() {
-        return vec![info(format!(
-            "storage: {var} selects a remote backend; SCCACHE_DIR and SCCACHE_CACHE_SIZE are \
-             not used, the server start above checks the backend"
-        ))];
+    let backends = backend::detect();
+    if !backends.is_empty() {
+        return backend_findings(&backends);
     }
     let (dir, origin) = match env::var_os("SCCACHE_DIR").filter(|d| !d.is_empty()) {
         Some(d) => (Some(PathBuf::from(d)), "SCCACHE_DIR"),
@@ -476,6 +475,39 @@ fn storage() -> Vec<Finding> {
         ),
     };
     vec![dir_finding, size_finding]
+}
+
+/// A remote backend (from the environment or sccache's config file): does it answer now? The
+/// same probe the shim's watchdog uses, all endpoints at once, within a few seconds.
+fn backend_findings(backends: &[Backend]) -> Vec<Finding> {
+    let answers = backend::probe_all(backends, Duration::from_secs(3));
+    backends
+        .iter()
+        .zip(answers)
+        .map(|(b, answers)| {
+            let place = crate::logging::redact_secrets(&b.describe());
+            let Some(first) = answers.first() else {
+                return info(format!(
+                    "backend: {place}; the shim cannot probe this kind itself, only the bounded \
+                     server start and the watchdog guard it"
+                ));
+            };
+            let fix = format!(
+                "start the {} server or fix its address ({}); until then the shim compiles \
+                 directly",
+                b.kind, b.origin
+            );
+            if answers.contains(&Answer::Answers) {
+                ok(format!("backend: {place} answers"))
+            } else if answers.iter().all(Answer::is_down) {
+                fail(format!("backend: {place} {}", first.words()), fix)
+            } else if answers.iter().all(Answer::is_failing) {
+                warn(format!("backend: {place} {}", first.words()), fix)
+            } else {
+                info(format!("backend: {place}: {}", first.words()))
+            }
+        })
+        .collect()
 }
 
 /// sccache's sizes: digits, then an optional K, M, G or T.

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 use crate::child;
 use crate::config::DEPTH_VAR;
-use crate::server;
+use crate::watch;
 
 /// What sccache left behind.
 pub struct Captured {
@@ -55,9 +55,9 @@ pub enum Ran {
 }
 
 /// Runs sccache for one compiler call and waits for it. There is no deadline on the call itself:
-/// it includes the caller's own compile, which may rightly take longer than any bound. Instead,
-/// once the call has taken `watch`, a watchdog asks the sccache server for its statistics every
-/// few seconds; a server that no longer answers those is hung, and the call is abandoned.
+/// it includes the caller's own compile, which may rightly take longer than any bound. Instead a
+/// watchdog (`watch`) abandons the call when it is stuck: no compiler at work and a backend that
+/// does not answer, or a server that does not answer past `watch_after`.
 pub fn run_sccache(
     sccache: &Path,
     compiler: &OsStr,
@@ -86,27 +86,27 @@ pub fn run_sccache(
         .stderr(err.try_clone()?);
     let mut child = child::spawn_in_own_group(&mut cmd)
         .with_context(|| format!("cannot run {}", sccache.display()))?;
-    let watch = Arc::new(Mutex::new(Watch::default()));
+    let watch = Arc::new(Mutex::new(watch::Shared::default()));
     // Nearly every call ends long before it needs watching: wait for that first, without the
     // cost of a thread, and start the watchdog only for a call still running then.
-    if !child::exited_by(child.inner(), started + watch_after) {
-        spawn_watchdog(
+    if !child::exited_by(child.inner(), started + watch::first_check(watch_after)) {
+        watch::spawn(
             sccache,
             child.inner().id(),
-            watch.clone(),
-            started + watch_after,
             started,
+            watch_after,
+            watch.clone(),
         );
     }
     // A blocking wait: the shim learns of the end of the call the moment it happens.
     let status = child.inner().wait()?;
     let elapsed = started.elapsed();
-    let (hung, errors_when_watched) = {
+    let (stuck, errors_when_watched) = {
         let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
         w.finished = true;
-        (w.hung.take(), w.errors_when_watched)
+        (w.stuck.take(), w.errors_when_watched)
     };
-    if let Some(why) = hung {
+    if let Some(why) = stuck {
         return Ok(Ran::Hung(why));
     }
     // A failed call on a full file system may have lost its output (sccache's writes to the
@@ -124,65 +124,6 @@ pub fn run_sccache(
         errors_when_watched,
     }))
 }
-
-/// What the watchdog and the waiting thread share. The lock orders "the call finished" against
-/// "the call is declared hung and killed", so exactly one of them happens.
-#[derive(Default)]
-struct Watch {
-    finished: bool,
-    hung: Option<String>,
-    errors_when_watched: Option<u64>,
-}
-
-/// From `first_check` on, asks the sccache server for its statistics every few seconds; if it
-/// does not answer, kills the call's process group (the waiting thread then wakes up).
-fn spawn_watchdog(
-    sccache: &Path,
-    pid: u32,
-    watch: Arc<Mutex<Watch>>,
-    first_check: Instant,
-    started: Instant,
-) {
-    let sccache = sccache.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || {
-            let mut next = first_check;
-            loop {
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                if watch.lock().map_or(true, |w| w.finished) {
-                    return;
-                }
-                let stats = server::stats(&sccache, WATCHDOG_ANSWER);
-                let answered = stats.is_some();
-                let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
-                if w.finished {
-                    return;
-                }
-                if w.errors_when_watched.is_none() {
-                    w.errors_when_watched = stats.as_ref().and_then(server::errors_in);
-                }
-                if !answered {
-                    w.hung = Some(format!(
-                        "hung: sccache did not answer a statistics request within {} s, {} s \
-                         into a call",
-                        WATCHDOG_ANSWER.as_secs(),
-                        started.elapsed().as_secs()
-                    ));
-                    child::kill_group(pid);
-                    return;
-                }
-                next = Instant::now() + WATCHDOG_EVERY;
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("no watchdog for this call: {e}");
-    }
-}
-
-/// How long the server has to answer the watchdog, and how often it is asked.
-const WATCHDOG_ANSWER: Duration = Duration::from_secs(10);
-const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Judges a finished sccache call. sccache 0.16 reports its own failures as lines starting
 /// `sccache: ` (`sccache: error: …`, `sccache: caused by: …`) with exit code 2, and failures of its

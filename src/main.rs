@@ -1,6 +1,7 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
 mod alias;
+mod backend;
 mod cache_key;
 mod cargo_config;
 mod child;
@@ -16,6 +17,7 @@ mod server;
 mod should_save;
 mod state;
 mod status;
+mod watch;
 mod wrapper;
 
 use std::ffi::OsString;

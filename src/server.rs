@@ -174,7 +174,7 @@ pub struct StartFailure(pub String);
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
 /// `timeout`. `Ok` when a server is up afterwards.
 pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
-    if let Some(problem) = error_log_problem().or_else(redis_unreachable) {
+    if let Some(problem) = error_log_problem().or_else(crate::backend::precheck) {
         return Err(StartFailure(problem));
     }
     let started = Instant::now();
@@ -182,7 +182,7 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
     cmd.arg("--start-server")
         .env(DEPTH_VAR, (depth + 1).to_string())
         .stdin(Stdio::null());
-    let captured = run_bounded(cmd, timeout).map_err(StartFailure)?;
+    let captured = run_bounded(cmd, timeout).map_err(|e| StartFailure(naming_backend(&e)))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&captured.1),
@@ -204,7 +204,21 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
         .or_else(|| text.lines().next())
         .unwrap_or("no output")
         .trim();
-    Err(StartFailure(format!("start-failed: {first}")))
+    Err(StartFailure(naming_backend(&format!(
+        "start-failed: {first}"
+    ))))
+}
+
+/// `reason` with the configured remote backend named after its first word, so that a breaker
+/// opened by a failed start says which backend it was about (without user information).
+fn naming_backend(reason: &str) -> String {
+    let backends = crate::backend::detect();
+    if backends.is_empty() {
+        return reason.to_owned();
+    }
+    let names: Vec<String> = backends.iter().map(|b| b.describe()).collect();
+    let (head, tail) = reason.split_once(": ").unwrap_or((reason, ""));
+    format!("{head}: backend {}: {tail}", names.join(", "))
 }
 
 /// If `SCCACHE_ERROR_LOG` names a file that cannot be opened, sccache's server dies silently at
@@ -259,6 +273,7 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
     }
     Some(serde_json::json!({
         "languages": languages,
+        "cache_location": json.get("cache_location"),
         "requests": num("compile_requests"),
         "hits": per_language("cache_hits"),
         "misses": per_language("cache_misses"),
@@ -266,53 +281,6 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
         "cache_location": json.get("cache_location").and_then(|v| v.as_str()),
         "raw": stats,
     }))
-}
-
-/// With a Redis backend configured by environment, sccache 0.16 waits out its whole start-up
-/// timeout (10 s) when Redis is down. A TCP connect to the endpoint answers in milliseconds, so the
-/// shim checks it first. Only a definite "nothing listens there" counts; anything unclear is left
-/// to sccache's own start.
-fn redis_unreachable() -> Option<String> {
-    let (var, value) = [
-        "SCCACHE_REDIS_ENDPOINT",
-        "SCCACHE_REDIS",
-        "SCCACHE_REDIS_CLUSTER_ENDPOINTS",
-    ]
-    .into_iter()
-    .find_map(|var| Some((var, env::var(var).ok().filter(|v| !v.is_empty())?)))?;
-    let endpoints: Vec<SocketAddr> = value.split(',').filter_map(redis_addr).collect();
-    if endpoints.is_empty() || endpoints.len() != value.split(',').count() {
-        return None;
-    }
-    let reachable = endpoints
-        .iter()
-        .any(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok());
-    (!reachable)
-        .then(|| format!("backend-unreachable: nothing answers at the Redis endpoint in {var}"))
-}
-
-/// `redis://user:pw@host:port/db`, `tcp://host:port` or `host:port` to a socket address, for
-/// literal IP addresses and `localhost` only (no DNS lookups on this path).
-fn redis_addr(endpoint: &str) -> Option<SocketAddr> {
-    let endpoint = endpoint.trim();
-    let rest = match endpoint.split_once("://") {
-        Some(("redis" | "rediss" | "tcp", rest)) => rest,
-        Some(_) => return None,
-        None => endpoint,
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let hostport = rest.split(['/', '?']).next()?;
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (h, p.parse().ok()?),
-        _ => (hostport, 6379),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host == "localhost" {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        host.parse().ok()?
-    };
-    Some(SocketAddr::new(ip, port))
 }
 
 /// The sum of sccache's error and time-out counters.
@@ -392,6 +360,15 @@ pub fn stop_hung(sccache: &Path) -> bool {
         }
     }
     !is_up()
+}
+
+/// The pid of the sccache server listening where the client looks (Linux, from `/proc`); `None`
+/// elsewhere or when there is none.
+pub fn server_pid() -> Option<u32> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return listener::sccache_listening_at(&address()).map(|pid| pid as u32);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    None
 }
 
 /// Finding the process that listens at the server's address, from `/proc`.
@@ -565,23 +542,5 @@ mod tests {
             Addr::Abstract(b"a\x01".to_vec()).to_string(),
             r"abstract socket \x00a\x01"
         );
-    }
-
-    #[test]
-    fn redis_endpoints() {
-        let a = |s| redis_addr(s).map(|a| a.to_string());
-        assert_eq!(
-            a("redis://127.0.0.1:7000").as_deref(),
-            Some("127.0.0.1:7000")
-        );
-        assert_eq!(
-            a("redis://:pw@127.0.0.1:7000/0").as_deref(),
-            Some("127.0.0.1:7000")
-        );
-        assert_eq!(a("tcp://localhost").as_deref(), Some("127.0.0.1:6379"));
-        assert_eq!(a("127.0.0.1:1").as_deref(), Some("127.0.0.1:1"));
-        assert_eq!(a("redis://[::1]:7000").as_deref(), Some("[::1]:7000"));
-        assert_eq!(a("redis://cache.example.com:7000"), None);
-        assert_eq!(a("redis+unix:///tmp/redis.sock"), None);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::backend;
 use crate::child::run_bounded;
 use crate::config::Config;
 use crate::locate::{self, Lookup};
@@ -44,6 +45,7 @@ pub fn gather(config: &Config) -> Value {
         (Some(p), true) => server::stats(p, Duration::from_secs(5)).map(with_hit_rate),
         _ => None,
     };
+    let backend = backend_report(stats.as_ref());
     let dir = config.state_dir.as_deref();
     let key = server::key();
     let breaker = state::read_breaker(dir, &key);
@@ -76,6 +78,7 @@ pub fn gather(config: &Config) -> Value {
             "fallback": kind("fallback"),
             "trips": total("trip"),
         },
+        "backend": backend,
         "sccache_stats": stats,
         "state_dir": dir.map(|d| d.display().to_string()),
         "disabled": config.disabled,
@@ -91,6 +94,41 @@ fn redact_strings(value: &mut Value, secrets: &[String]) {
         Value::Object(map) => map.values_mut().for_each(|v| redact_strings(v, secrets)),
         _ => {}
     }
+}
+
+/// The remote backend sccache is configured with (`null` for the local disk cache): what it is,
+/// where it was configured, whether its endpoints answer a probe now (`answers`: true, false, or
+/// null when it cannot be checked), and the location the running server reports.
+fn backend_report(stats: Option<&Value>) -> Value {
+    let server_location = stats
+        .and_then(|s| s.get("cache_location"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let backends = backend::detect();
+    let Some(first) = backends.first() else {
+        return match server_location {
+            Some(loc) if !loc.starts_with("Local disk") => json!({ "server_location": loc }),
+            _ => Value::Null,
+        };
+    };
+    let answers = backend::probe_all(&backends[..1], Duration::from_secs(3)).remove(0);
+    let verdict = if answers.is_empty() {
+        Value::Null
+    } else if answers.contains(&backend::Answer::Answers) {
+        json!(true)
+    } else if answers.iter().all(backend::Answer::is_failing) {
+        json!(false)
+    } else {
+        Value::Null
+    };
+    json!({
+        "kind": first.kind,
+        "where": first.describe(),
+        "answers": verdict,
+        "probe": answers.iter().map(backend::Answer::words).collect::<Vec<_>>(),
+        "server_location": server_location,
+        "others": backends[1..].iter().map(|b| b.describe()).collect::<Vec<_>>(),
+    })
 }
 
 /// Adds `hit_rate` (hits over hits plus misses, 0 to 1; null before any) to sccache's figures.
@@ -161,6 +199,22 @@ fn summary_lines(r: &Value) -> Vec<(String, String)> {
         }
         .into(),
     ));
+    let be = &r["backend"];
+    if let Some(place) = be["where"].as_str() {
+        let health = match be["answers"].as_bool() {
+            Some(true) => "answers".to_owned(),
+            Some(false) => format!(
+                "does NOT answer ({})",
+                be["probe"][0].as_str().unwrap_or("?")
+            ),
+            None => be["probe"][0].as_str().unwrap_or("not checked").to_owned(),
+        };
+        rows.push(("backend".into(), format!("{place}: {health}")));
+    } else if let Some(loc) = be["server_location"].as_str() {
+        rows.push(("backend".into(), loc.to_owned()));
+    } else {
+        rows.push(("backend".into(), "local disk".into()));
+    }
     let b = &r["breaker"];
     let mut breaker = b["state"].as_str().unwrap_or("closed").to_owned();
     if let Some(until) = b["open_until"].as_u64() {

@@ -10,6 +10,7 @@
 mod support;
 
 mod action;
+mod backends;
 mod breaker;
 mod c_cpp;
 mod cargo_builds;
