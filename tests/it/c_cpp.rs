@@ -566,8 +566,8 @@ fn c_compiler_killed_by_a_signal_is_reported_as_such() {
 }
 
 /// CMake calls `<launcher> <compiler> <args…>` for each compile when
-/// `CMAKE_C_COMPILER_LAUNCHER` is set: the shim (under either name) caches those compiles with
-/// the real sccache, and falls back when sccache fails.
+/// `CMAKE_C_COMPILER_LAUNCHER` / `CMAKE_CXX_COMPILER_LAUNCHER` are set: the shim (under either
+/// name) caches those C and C++ compiles with the real sccache, and falls back when sccache fails.
 #[test]
 fn cmake_c_library_through_the_launcher() {
     let Some(sccache) = require_sccache("cmake_c_library_through_the_launcher") else {
@@ -589,8 +589,8 @@ fn cmake_c_library_through_the_launcher() {
     let project = sb.data.join("cproj");
     write_file(
         &project.join("CMakeLists.txt"),
-        "cmake_minimum_required(VERSION 3.17)\nproject(cproj C)\n\
-         add_library(one STATIC one.c)\nadd_library(two STATIC two.c)\n",
+        "cmake_minimum_required(VERSION 3.17)\nproject(cproj C CXX)\n\
+         add_library(one STATIC one.c)\nadd_library(two STATIC two.cpp)\n",
         0o644,
     );
     write_file(
@@ -599,8 +599,8 @@ fn cmake_c_library_through_the_launcher() {
         0o644,
     );
     write_file(
-        &project.join("two.c"),
-        "int two(void) { return 2; }\n",
+        &project.join("two.cpp"),
+        "extern \"C\" int two(void) { return 2; }\n",
         0o644,
     );
     let build = |dir: &str, launcher: &Path| {
@@ -611,7 +611,8 @@ fn cmake_c_library_through_the_launcher() {
             .arg(&project)
             .arg("-B")
             .arg(&dir)
-            .env("CMAKE_C_COMPILER_LAUNCHER", launcher);
+            .env("CMAKE_C_COMPILER_LAUNCHER", launcher)
+            .env("CMAKE_CXX_COMPILER_LAUNCHER", launcher);
         run(&mut configure, BUILD).assert_success();
         let r = run(sb.command(cmake).arg("--build").arg(&dir), BUILD);
         r.assert_success();
@@ -623,7 +624,9 @@ fn cmake_c_library_through_the_launcher() {
     sb.fake_sccache(FakeSccache::ErrorTextOnCompile);
     build("failing", &alias);
     assert!(
-        sb.sccache_compiles().iter().any(|c| c.contains("one.c")),
+        ["one.c", "two.cpp"]
+            .iter()
+            .all(|f| sb.sccache_compiles().iter().any(|c| c.contains(f))),
         "the compiles went through the launcher: {:?}",
         sb.sccache_calls()
     );
@@ -634,7 +637,7 @@ fn cmake_c_library_through_the_launcher() {
     build("cold", &shim());
     run(sb.command(sccache).arg("--zero-stats"), SHORT).assert_success();
     build("warm", &alias);
-    // Our two files, plus whatever CMake's compiler checks compiled through the launcher.
+    // Our C and C++ files, plus whatever CMake's compiler checks compiled through the launcher.
     let stats = sb.sccache_stats(sccache);
     assert!(c_hits(&stats) >= 2, "{stats:?}");
     let misses = stats.path(&["stats", "cache_misses", "counts"]).unwrap();
