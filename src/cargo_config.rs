@@ -230,6 +230,16 @@ mod tests {
             config_files(&sub, Some(&home_in_tree)),
             [inner.clone(), outer.clone()]
         );
+        // Also when `$CARGO_HOME` names it by another path.
+        #[cfg(unix)]
+        {
+            let home_by_link = top.join("home-link");
+            std::os::unix::fs::symlink(&home_in_tree, &home_by_link).unwrap();
+            assert_eq!(
+                config_files(&sub, Some(&home_by_link)),
+                [inner.clone(), outer.clone()]
+            );
+        }
         // `$CARGO_HOME/config.toml` paths are relative to `$CARGO_HOME/..`.
         fs::remove_file(&inner).unwrap();
         fs::remove_file(&outer).unwrap();

@@ -84,7 +84,7 @@ fn unescape_ascii(s: &[u8]) -> Option<Vec<u8>> {
             b'r' => b'\r',
             b't' => b'\t',
             c @ (b'\'' | b'"' | b'\\') => c,
-            b'x' => hex(bytes.next()?)? << 4 | hex(bytes.next()?)?,
+            b'x' => hex(bytes.next()?)? * 16 + hex(bytes.next()?)?,
             _ => return None,
         });
     }
