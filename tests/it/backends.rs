@@ -693,3 +693,77 @@ fn a_sixty_second_compile_is_never_abandoned() {
 fn a_long_compile_is_kept_while_the_backend_goes_silent() {
     long_compile(25, true);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The backend given in sccache's config file, not the environment.
+
+/// sccache reads its backend from `SCCACHE_CONF` too; the pre-check does the same. A Redis
+/// endpoint with a password in the file refuses connections: the start fails at once, and
+/// neither the breaker, `status` nor `doctor` shows the password.
+#[test]
+fn backend_in_the_sccache_config_file_is_checked_and_its_secret_kept() {
+    let Some(sccache) = require_sccache("config_file_backend") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    let conf = sb.data.join("sccache.toml");
+    let closed = free_port();
+    fs::write(
+        &conf,
+        format!(
+            "[cache.redis]\nendpoint = \"redis://:pw-5hh7q1x@127.0.0.1:{closed}/0\"\n\n\
+             [cache.disk]\ndir = \"/nonexistent\"\n"
+        ),
+    )
+    .unwrap();
+    sb.set_env("SCCACHE_CONF", &conf);
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.install_real_sccache(sccache);
+    let (r, took) = timed_build(&sb, &["build", "--offline"]);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert_reason_names(&st, Kind::Redis, &["backend-unreachable"]);
+    assert!(breaker_reason(&st).contains("config file"), "{st:?}");
+    assert_eq!(
+        st.path(&["backend", "answers"]),
+        Some(&Json::Bool(false)),
+        "{st:?}"
+    );
+    for args in [&["status"][..], &["status", "--markdown"], &["doctor"]] {
+        let out = run(&mut sb.shim(args), SHORT);
+        let all = String::from_utf8_lossy(&out.all()).into_owned();
+        assert!(!all.contains("pw-5hh7q1x"), "{args:?}: {all}");
+        assert!(
+            all.contains("Redis at redis://127.0.0.1:"),
+            "{args:?}: {all}"
+        );
+    }
+    let doctor = run(&mut sb.shim(["doctor"]), SHORT);
+    assert!(
+        doctor
+            .out()
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("backend: Redis")),
+        "{}",
+        doctor.describe()
+    );
+    assert!(
+        !any_file_holds(&sb.state, "pw-5hh7q1x"),
+        "the password reached the state dir"
+    );
+}
+
+/// Whether a file under `dir` (at any depth) contains `needle`.
+fn any_file_holds(dir: &Path, needle: &str) -> bool {
+    fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            any_file_holds(&path, needle)
+        } else {
+            fs::read(&path).is_ok_and(|bytes| count(&bytes, needle) > 0)
+        }
+    })
+}
