@@ -273,7 +273,6 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
     }
     Some(serde_json::json!({
         "languages": languages,
-        "cache_location": json.get("cache_location"),
         "requests": num("compile_requests"),
         "hits": per_language("cache_hits"),
         "misses": per_language("cache_misses"),
