@@ -442,6 +442,51 @@ mod tests {
     }
 
     #[test]
+    fn sccache_words_alone_are_not_enough() {
+        // Each failure needs its exit code, its own line, and nothing of the compiler's.
+        let fatal = "sccache: encountered fatal error\nsccache: error: x\n";
+        assert_eq!(
+            judge(&captured(2, "", fatal)),
+            Verdict::SccacheFailed("sccache-error")
+        );
+        assert_eq!(judge(&captured(1, "", fatal)), Verdict::Compiled(1));
+        let compiler_then_fatal = "error: x\nsccache: encountered fatal error\n";
+        assert_eq!(
+            judge(&captured(254, "", compiler_then_fatal)),
+            Verdict::Compiled(254)
+        );
+        assert_eq!(
+            judge(&captured(254, "", "sccache: warning: x\n")),
+            Verdict::Compiled(254)
+        );
+        assert_eq!(
+            judge(&captured(2, "", "sccache: warning: x\n")),
+            Verdict::Compiled(2)
+        );
+        assert_eq!(
+            judge(&captured(1, "sccache: x\n", "")),
+            Verdict::Compiled(1)
+        );
+        let refused_after_output = "partial output\nsccache: incremental compilation is \
+                                    prohibited\n";
+        assert_eq!(
+            judge(&captured(1, refused_after_output, "")),
+            Verdict::Compiled(1)
+        );
+        // The refusal is on stdout; on stderr it is not sccache's.
+        let refused = "sccache: incremental compilation is prohibited\n";
+        assert_eq!(judge(&captured(1, "", refused)), Verdict::Compiled(1));
+    }
+
+    #[test]
+    fn ansi_escapes() {
+        assert_eq!(without_ansi_escapes(b"\x1b[2mX\x1b[0m"), b"X");
+        assert_eq!(without_ansi_escapes(b"a[1mb"), b"a[1mb");
+        assert_eq!(without_ansi_escapes(b"\x1bx"), b"\x1bx");
+        assert_eq!(without_ansi_escapes(b"end\x1b[12"), b"end");
+    }
+
+    #[test]
     fn a_panicking_sccache_is_not_an_ice() {
         // sccache 0.16's client without a home directory.
         let sccache = "thread 'main' (23625) panicked at src/config.rs:1236:55:\n\

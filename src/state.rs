@@ -78,11 +78,10 @@ pub fn now_secs() -> u64 {
 /// write to, another user could plant a breaker (keeping sccache off, or on) or a link where a
 /// state file goes. `Err` says why not.
 pub fn trusted_dir(dir: &Path) -> Result<(), String> {
-    let meta = match fs::metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        // Unreadable: whatever it is, it cannot be used, and every use fails quietly.
-        Err(_) => return Ok(()),
+    // Missing: it will be created, private. Unreadable: whatever it is, no state file can be
+    // opened in it, and every use fails quietly.
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(());
     };
     if !meta.is_dir() {
         return Ok(());
@@ -477,6 +476,19 @@ mod tests {
             read_breaker(d, "k2").is_open_at(now_secs()),
             "reset keeps other servers"
         );
+    }
+
+    #[test]
+    fn open_and_half_open() {
+        let closed = Breaker::default();
+        assert!(!closed.is_open_at(0) && !closed.is_half_open_at(u64::MAX));
+        let open = Breaker {
+            open_until: Some(100),
+            ..Breaker::default()
+        };
+        assert!(open.is_open_at(99) && !open.is_half_open_at(99));
+        assert!(!open.is_open_at(100) && open.is_half_open_at(100));
+        assert!(!open.is_open_at(101) && open.is_half_open_at(101));
     }
 
     #[test]

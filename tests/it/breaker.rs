@@ -321,3 +321,98 @@ fn start_locks_belong_to_their_server() {
     assert_eq!(forwarded(&st), 1, "{st:?}");
     starting.join().unwrap().assert_success();
 }
+
+/// `slow` (6 s), and `early` (quick, with a cache entry made unreadable), which waits for
+/// `wait2` (2 s): `early`'s cache error happens while `slow` is being watched, so sccache's error
+/// counters rise during that slow call.
+fn write_error_during_slow_call(ws: &Path, variant: u32) -> String {
+    let w = |rel: &str, text: &str| write_file(&ws.join(rel), text, 0o644);
+    let manifest = |name: &str, extra: &str, deps: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{extra}\n\
+             [dependencies]\n{deps}"
+        )
+    };
+    w(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"pause\", \"wait2\", \"early\", \"slow\", \"app\"]\n\
+         resolver = \"2\"\n",
+    );
+    w(
+        "pause/Cargo.toml",
+        &manifest("pause", "[lib]\nproc-macro = true\n", ""),
+    );
+    w(
+        "pause/src/lib.rs",
+        "use proc_macro::TokenStream;\n\n\
+         /// Sleeps as many seconds as it is given, and expands to that number.\n\
+         #[proc_macro]\n\
+         pub fn paused(input: TokenStream) -> TokenStream {\n    \
+             let secs: u64 = input.to_string().trim().parse().unwrap();\n    \
+             std::thread::sleep(std::time::Duration::from_secs(secs));\n    \
+             input\n}\n",
+    );
+    let pause = "pause = { path = \"../pause\" }\n";
+    w("wait2/Cargo.toml", &manifest("wait2", "", pause));
+    w(
+        "wait2/src/lib.rs",
+        "pub fn v() -> u64 { pause::paused!(2) }\n",
+    );
+    w(
+        "early/Cargo.toml",
+        &manifest("early", "", "wait2 = { path = \"../wait2\" }\n"),
+    );
+    w("early/src/lib.rs", "pub fn v() -> u64 { wait2::v() + 1 }\n");
+    w("slow/Cargo.toml", &manifest("slow", "", pause));
+    w(
+        "slow/src/lib.rs",
+        &format!("// variant {variant}\npub fn v() -> u64 {{ pause::paused!(6) }}\n"),
+    );
+    w(
+        "app/Cargo.toml",
+        &manifest(
+            "app",
+            "",
+            "early = { path = \"../early\" }\nslow = { path = \"../slow\" }\n",
+        ),
+    );
+    w(
+        "app/src/main.rs",
+        "fn main() { println!(\"sum={}\", early::v() + slow::v()); }\n",
+    );
+    "sum=9\n".into()
+}
+
+/// The other side of the baseline: sccache's error counters rising while a call is watched (a
+/// cache that fails under a running server) open the breaker, and the server is left running for
+/// the calls still in it.
+#[test]
+fn errors_rising_during_a_watched_call_open_the_breaker() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("errors_rising") else {
+        return;
+    };
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    let expected = write_error_during_slow_call(&sb.ws, 1);
+    sb.install_real_sccache(sccache);
+    sb.build().assert_success();
+    assert_eq!(breaker_state(&sb.status_json()), "closed");
+    for entry in walk(&sb.sccache_dir) {
+        if entry.parent() != Some(sb.sccache_dir.as_path()) {
+            fs::write(&entry, b"garbage").unwrap();
+        }
+    }
+    write_error_during_slow_call(&sb.ws, 2);
+    fs::remove_dir_all(&sb.target).unwrap();
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j2"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert!(breaker_reason(&st).contains("backend-errors"), "{st:?}");
+    assert_eq!(
+        st.path(&["sccache", "server_up"]),
+        Some(&Json::Bool(true)),
+        "the server is left to the calls in it"
+    );
+}
