@@ -48,7 +48,7 @@ impl Family {
         Family::Gcc
     }
 
-    /// The language's name in logs and counters.
+    /// The language's name in the log.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Rustc => "rust",
