@@ -361,14 +361,18 @@ fn running_server(sccache: &Path) -> Finding {
         ));
     };
     let local = location.starts_with("Local disk");
-    match remote_backend_var() {
-        Some(var) if local => warn(
+    const FIX: &str =
+        "run `sccache --stop-server`; the next compile starts a server with this environment";
+    match backend::detect().first() {
+        Some(wanted) if local => warn(
             format!(
                 "server: the running sccache server ({}) stores its cache on {location}, \
-                 although {var} is set here: it was started before that variable was set",
-                server_address()
+                 although {} selects {} here: it was started before that was set",
+                server_address(),
+                wanted.origin,
+                wanted.kind
             ),
-            "run `sccache --stop-server`; the next compile starts a server with this environment",
+            FIX,
         ),
         None if !local => warn(
             format!(
@@ -376,7 +380,7 @@ fn running_server(sccache: &Path) -> Finding {
                  although no remote backend is set here: it was started with another environment",
                 server_address()
             ),
-            "run `sccache --stop-server`; the next compile starts a server with this environment",
+            FIX,
         ),
         _ => ok(format!(
             "server: an sccache server is already running ({}); its cache: {location}",
@@ -386,35 +390,17 @@ fn running_server(sccache: &Path) -> Finding {
 }
 
 /// sccache's `cache_location` of the running server (`Local disk: "/path"`, `Redis: …`), on one
-/// line.
+/// line, with credentials redacted (a server started elsewhere may hold some this environment
+/// does not know).
 fn cache_location(sccache: &Path) -> Option<String> {
     let stats = server::stats(sccache, VERSION_TIMEOUT)?;
-    stats["cache_location"].as_str().map(one_line)
+    stats["cache_location"].as_str().map(location_words)
 }
 
-/// The variable that selects a remote backend here, if one does.
-fn remote_backend_var() -> Option<&'static str> {
-    REMOTE_BACKENDS
-        .iter()
-        .copied()
-        .find(|v| env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
+/// sccache 0.16 words a Redis location `redis, name: redis://user:password@host:port, prefix: /`.
+fn location_words(location: &str) -> String {
+    crate::logging::redact_secrets(&one_line(location))
 }
-
-/// Variables that select a storage backend other than the local disk.
-const REMOTE_BACKENDS: &[&str] = &[
-    "SCCACHE_BUCKET",
-    "SCCACHE_REDIS",
-    "SCCACHE_REDIS_ENDPOINT",
-    "SCCACHE_REDIS_CLUSTER_ENDPOINTS",
-    "SCCACHE_MEMCACHED",
-    "SCCACHE_MEMCACHED_ENDPOINT",
-    "SCCACHE_GCS_BUCKET",
-    "SCCACHE_AZURE_CONNECTION_STRING",
-    "SCCACHE_GHA_ENABLED",
-    "SCCACHE_WEBDAV_ENDPOINT",
-    "SCCACHE_OSS_BUCKET",
-    "SCCACHE_COS_BUCKET",
-];
 
 /// Where sccache keeps its local cache when `SCCACHE_DIR` is unset (its `ProjectDirs` rule).
 fn default_sccache_dir() -> Option<PathBuf> {
@@ -616,6 +602,19 @@ fn state_dir(config: &Config) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_locations_keep_no_credentials() {
+        let words =
+            location_words("redis, name: redis://default:s3cr3t-pw-9@127.0.0.1:6379,\n prefix: /");
+        assert!(!words.contains("s3cr3t-pw-9"), "{words}");
+        assert!(!words.contains('\n'), "{words}");
+        assert!(words.contains("127.0.0.1:6379"), "{words}");
+        assert_eq!(
+            location_words("Local disk: \"/tmp/x\""),
+            "Local disk: \"/tmp/x\""
+        );
+    }
 
     #[test]
     fn sizes() {

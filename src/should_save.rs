@@ -91,6 +91,8 @@ pub fn decide(stats: Option<&serde_json::Value>, threshold: u32) -> Decision {
     };
     if let Some(location) = stats["cache_location"].as_str() {
         if !location.starts_with("Local disk") {
+            // The reason reaches the job's log and summary: no credentials of the backend's.
+            let location = crate::logging::redact_secrets(location);
             return no(format!(
                 "the sccache server stores its cache in {location}, not in SCCACHE_DIR"
             ));
@@ -171,8 +173,11 @@ mod tests {
         assert!(decide(Some(&s(90, 10)), 10).save, "at the threshold");
         assert!(!decide(Some(&s(91, 9)), 10).save, "below it");
         assert!(decide(Some(&s(99, 1)), 0).save);
-        let redis = json!({"hits": 0, "misses": 5, "cache_location": "Redis: redis://x"});
-        assert!(!decide(Some(&redis), 10).save);
+        let redis = json!({"hits": 0, "misses": 5,
+            "cache_location": "Redis: redis://user:s3cr3t-pw@10.0.0.1:6379"});
+        let d = decide(Some(&redis), 10);
+        assert!(!d.save);
+        assert!(!d.reason.contains("s3cr3t-pw"), "{}", d.reason);
         assert!(decide(Some(&s(0, 3)), 10).reason.contains("3 of 3"));
     }
 
