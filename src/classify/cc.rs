@@ -85,7 +85,6 @@ pub fn uncacheable(args: &[OsString]) -> Option<Uncacheable> {
             | b"--save-temps=cwd" | b"--save-temps=obj" => {
                 return Some(Uncacheable("c-save-temps"))
             }
-            b"--" => {}
             _ if bytes.first() == Some(&b'@') => argfile = true,
             _ if WITH_SEPARATE_VALUE.contains(&bytes) => {
                 if bytes == b"-x" {
@@ -203,5 +202,12 @@ mod tests {
         assert_eq!(check("-c -o x.o"), Some("c-no-input"));
         assert_eq!(check("-c foo.xyz"), Some("c-unknown-language"));
         assert_eq!(check("-E @/t/args"), Some("c-preprocess"));
+    }
+
+    /// `-x LANG` (and only `-x`) names the language of an input whose extension does not.
+    #[test]
+    fn only_dash_x_gives_the_language() {
+        assert_eq!(check("-x c -o /t/a.o -c src/a.inc"), None);
+        assert_eq!(check("-o /t/a.o -c src/a.inc"), Some("c-unknown-language"));
     }
 }

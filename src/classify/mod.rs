@@ -216,4 +216,39 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn languages_for_logs_and_counters() {
+        assert_eq!(Family::Rustc.as_str(), "rust");
+        for family in [Family::Gcc, Family::Msvc, Family::Other] {
+            assert_eq!(family.as_str(), "c", "{family:?}");
+        }
+    }
+
+    #[test]
+    fn version_suffixes() {
+        assert_eq!(strip_version("gcc-12"), "gcc");
+        assert_eq!(strip_version("clang++-17.0.1"), "clang++");
+        assert_eq!(strip_version("-12"), "-12");
+        assert_eq!(strip_version("gcc-x12"), "gcc-x12");
+        assert_eq!(strip_version("gcc-12a"), "gcc-12a");
+    }
+
+    /// A compiler whose name says nothing: the arguments decide, each rustc-only argument on its
+    /// own, and a first argument naming rustc by its path.
+    #[test]
+    fn unknown_names_are_decided_by_each_rustc_argument_alone() {
+        for args in [
+            "-vV",
+            "--crate-name x",
+            "--crate-type lib",
+            "--emit=link",
+            "--print sysroot",
+            "x.rs",
+            "/t/bin/rustc @/t/args",
+        ] {
+            assert_eq!(family("my-wrapper", args), Family::Rustc, "{args}");
+        }
+        assert_eq!(family("my-wrapper", "-c x.c -o x.o"), Family::Gcc);
+    }
 }

@@ -323,4 +323,36 @@ mod tests {
         args.push(OsString::from_vec(b"\xff.rs".to_vec()));
         assert_eq!(uncacheable(&args), Some(Uncacheable("multiple-inputs")));
     }
+
+    /// Mutation survivors of the classifier (cargo-mutants): each case below is decided by one
+    /// condition alone.
+    #[test]
+    fn each_condition_decides_on_its_own() {
+        // The input may come first; only a first argument naming rustc is skipped.
+        let input_first = format!("src/lib.rs {}", LIB.replace(" src/lib.rs", ""));
+        assert_eq!(check(&input_first), None);
+        // Each required option, missing alone.
+        for (opt, without) in [
+            ("--emit", LIB.replace("--emit=dep-info,metadata,link", "")),
+            ("--crate-name", LIB.replace("--crate-name foo", "")),
+            ("--out-dir", LIB.replace("--out-dir /t/deps", "")),
+        ] {
+            assert_eq!(check(&without), Some("missing-option"), "without {opt}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_non_utf8_target_is_refused_unless_it_names_a_json_file() {
+        use std::os::unix::ffi::OsStringExt;
+        let with_target = |target: &[u8]| {
+            let mut args: Vec<OsString> = LIB.split_whitespace().map(OsString::from).collect();
+            args.push("--target".into());
+            args.push(OsString::from_vec(target.to_vec()));
+            uncacheable(&args).map(|u| u.0)
+        };
+        assert_eq!(with_target(b"/t/\xff.json"), None);
+        assert_eq!(with_target(b"/t/\xff"), Some("non-utf8"));
+        assert_eq!(with_target(b"/t/\xff.jsonx"), Some("non-utf8"));
+    }
 }
