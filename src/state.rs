@@ -99,7 +99,12 @@ pub fn trusted_dir(dir: &Path) -> Result<(), String> {
                 meta.uid()
             ));
         }
-        if meta.mode() & 0o022 != 0 {
+        // Group write counts only for a group other than the user's own: with a private group
+        // per user (umask 002), a directory made by hand is group-writable by that user alone.
+        // SAFETY: getegid cannot fail.
+        let my_group = unsafe { libc::getegid() };
+        let group_writable = meta.mode() & 0o020 != 0 && meta.gid() != my_group;
+        if meta.mode() & 0o002 != 0 || group_writable {
             return Err(format!(
                 "{} can be written by other users (mode {:o}): not used, so the shim runs \
                  without a breaker or counters; `chmod go-w` it",
@@ -538,15 +543,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(trusted_dir(dir.path()), Ok(()));
         assert_eq!(trusted_dir(&dir.path().join("not-yet")), Ok(()));
-        for mode in [0o777, 0o722, 0o757, 0o1777] {
+        for mode in [0o777, 0o722, 0o757, 0o702, 0o1777] {
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
             let e = trusted_dir(dir.path()).unwrap_err();
             assert!(e.contains("written by other users"), "{mode:o}: {e}");
         }
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(trusted_dir(dir.path()), Ok(()));
+        // Writable by the user's own group (a private group per user, umask 002).
+        for mode in [0o755, 0o775, 0o720] {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(trusted_dir(dir.path()), Ok(()), "{mode:o}");
+        }
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } == 0 {
+            // Writable by another group.
+            std::os::unix::fs::chown(dir.path(), None, Some(65534)).unwrap();
+            let e = trusted_dir(dir.path()).unwrap_err();
+            assert!(e.contains("written by other users"), "{e}");
             std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
             let e = trusted_dir(dir.path()).unwrap_err();
             assert!(e.contains("belongs to user id 65534"), "{e}");
