@@ -88,13 +88,6 @@ fn require(kind: Kind, test: &str) -> Option<PathBuf> {
     None
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -132,7 +125,7 @@ struct Service {
 
 impl Service {
     fn start(kind: Kind, program: &Path, dir: &Path) -> Service {
-        let port = free_port();
+        let port = reserve_port();
         let p = port.to_string();
         let mut cmd = Command::new(program);
         match kind {
@@ -336,7 +329,7 @@ fn down_at_start(kind: Kind) {
     let Some(sccache) = require_sccache(&test) else {
         return;
     };
-    let (sb, expected) = sandbox(kind, free_port(), 3, sccache);
+    let (sb, expected) = sandbox(kind, reserve_port(), 3, sccache);
     let (r, took) = timed_build(&sb, &["build", "--offline"]);
     r.assert_success().assert_no_shim_noise();
     assert_app_prints(&sb, &expected);
@@ -487,7 +480,7 @@ fn s3_black_holed_at_start() {
     let Some(sccache) = require_sccache("s3_black_holed_at_start") else {
         return;
     };
-    let proxy = Proxy::to(free_port());
+    let proxy = Proxy::to(reserve_port());
     proxy.black_hole();
     let (sb, expected) = sandbox(Kind::S3, proxy.port, 3, sccache);
     let (r, took) = timed_build(&sb, &["build", "--offline"]);
@@ -707,7 +700,7 @@ fn backend_in_the_sccache_config_file_is_checked_and_its_secret_kept() {
     };
     let mut sb = Sandbox::new();
     let conf = sb.data.join("sccache.toml");
-    let closed = free_port();
+    let closed = reserve_port();
     fs::write(
         &conf,
         format!(
