@@ -473,6 +473,39 @@ fn webdav_black_holed_mid_build() {
     black_holed_mid_build(Kind::Webdav);
 }
 
+/// Several calls stuck at once (`-j4` over independent crates): each is abandoned, the server is
+/// stopped under the others, and what those others print about it never reaches cargo.
+#[test]
+fn s3_black_holed_under_parallel_calls() {
+    let test = "s3_black_holed_under_parallel_calls";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(program) = require(Kind::S3, test) else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(Kind::S3, &program, data.path());
+    let proxy = Proxy::to(service.port);
+    let mut sb = Sandbox::new();
+    for (k, v) in Kind::S3.env(proxy.port) {
+        sb.set_env(k, v);
+    }
+    let expected = write_libs(&sb.ws, 6, false);
+    sb.install_real_sccache(sccache);
+    let (r, _) = timed_build(&sb, &["build", "--offline", "-p", "l1"]);
+    r.assert_success().assert_no_shim_noise();
+    proxy.black_hole();
+    fs::remove_dir_all(&sb.target).unwrap();
+    let (r, took) = timed_build(&sb, &["build", "--offline", "-j4"]);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert_reason_names(&st, Kind::S3, &["backend-stuck"]);
+}
+
 /// A backend that is a black hole from the start: the pre-check cannot call that "down" (a
 /// time-out proves nothing), so the bounded start decides, and the build still passes quickly.
 #[test]
