@@ -77,17 +77,21 @@ pub fn secret_values() -> Vec<String> {
 fn secrets_in(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
     let mut values: Vec<String> = vars
         .filter_map(|(name, value)| {
-            let name = name.to_string_lossy().to_ascii_uppercase();
             let value = value.into_string().ok()?;
             if let Some(pw) = url_password(&value) {
                 return Some(pw.to_owned());
             }
-            let secret_name = SECRET_WORDS.iter().any(|w| name.contains(w));
-            (secret_name && !is_flag(&value)).then_some(value)
+            (is_secret_name(&name.to_string_lossy()) && !is_flag(&value)).then_some(value)
         })
         .collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     values
+}
+
+/// Does a variable's name mark its value as secret (`…_TOKEN`, `…_PASSWORD`, `…_KEY`, …)?
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    SECRET_WORDS.iter().any(|w| name.contains(w))
 }
 
 /// An on/off value: never a secret, and redacting it as a word would garble every log line.

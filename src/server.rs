@@ -115,7 +115,8 @@ const BACKEND_VARS: [&str; 16] = [
 
 /// Names the sccache server that the current environment points at, for the breaker and the start
 /// lock: a hash of its address and of the backend variables ([`BACKEND_VARS`], as prefixes).
-/// Values are hashed, never written out, since they may hold credentials. No system call.
+/// Values are hashed, never written out, and credentials (see [`is_credential`], and URL
+/// passwords and `name=value` credentials inside values) are left out. No system call.
 pub fn key() -> String {
     key_of(&address().to_string(), env::vars_os())
 }
@@ -139,13 +140,28 @@ fn key_of(address: &str, vars: impl Iterator<Item = (OsString, OsString)>) -> St
     for (name, value) in &vars {
         hash.update(b"\0");
         hash.update(name.as_encoded_bytes());
+        // The key is shown by `status` (in a public job summary, say): a fast hash of a short
+        // password is as good as the password. Credentials never enter it, only their presence:
+        // a changed password does not make another backend.
+        if is_credential(&name.to_string_lossy()) {
+            continue;
+        }
         hash.update(b"=");
-        hash.update(value.as_encoded_bytes());
+        let value = value.to_string_lossy();
+        hash.update(crate::logging::redact(&value, &[]).as_bytes());
     }
     hash.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A backend variable whose value is a credential (`SCCACHE_REDIS_PASSWORD`,
+/// `SCCACHE_WEBDAV_TOKEN`, …). Key prefixes and key file paths name places, not secrets.
+fn is_credential(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let place = upper.ends_with("_KEY_PREFIX") || upper.ends_with("_KEY_PATH");
+    !place && crate::logging::is_secret_name(&upper)
 }
 
 /// Is an sccache server accepting connections where the client will look for it?
@@ -493,6 +509,46 @@ mod tests {
             let with = [("SCCACHE_DIR", "/c"), backend];
             assert_ne!(base, key("port 4226", &with), "{backend:?}");
         }
+        // Credentials do not enter the key (it is shown): not in a URL, not in a variable of
+        // their own, not in a connection string. Where the backend is still does.
+        let redis = |url: &str, pw: &str| {
+            key(
+                "port 4226",
+                &[("SCCACHE_REDIS", url), ("SCCACHE_REDIS_PASSWORD", pw)],
+            )
+        };
+        assert_eq!(
+            redis("redis://:pw1@h:6379", "a"),
+            redis("redis://:pw2@h:6379", "b")
+        );
+        assert_ne!(
+            redis("redis://:pw1@h:6379", "a"),
+            redis("redis://:pw1@g:6379", "a")
+        );
+        assert_ne!(
+            redis("redis://h:6379", "a"),
+            key("port 4226", &[("SCCACHE_REDIS", "redis://h:6379")])
+        );
+        let azure = |s: &str| key("port 4226", &[("SCCACHE_AZURE_CONNECTION_STRING", s)]);
+        assert_eq!(
+            azure("AccountName=n;AccountKey=k1;EndpointSuffix=x"),
+            azure("AccountName=n;AccountKey=k2;EndpointSuffix=x")
+        );
+        assert_ne!(
+            azure("AccountName=n;AccountKey=k1;EndpointSuffix=x"),
+            azure("AccountName=m;AccountKey=k1;EndpointSuffix=x")
+        );
+        let dav = |token: &str, prefix: &str| {
+            key(
+                "port 4226",
+                &[
+                    ("SCCACHE_WEBDAV_TOKEN", token),
+                    ("SCCACHE_WEBDAV_KEY_PREFIX", prefix),
+                ],
+            )
+        };
+        assert_eq!(dav("t1", "p"), dav("t2", "p"));
+        assert_ne!(dav("t1", "p"), dav("t1", "q"));
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
