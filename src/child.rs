@@ -1,7 +1,7 @@
 //! Running helper commands (sccache's `--start-server`, `--show-stats`, `--version`; `rustc -vV`)
-//! so that none of them can hang the shim: output goes to unlinked temporary files (a daemon that
-//! inherits a pipe would keep it open), the command gets its own process group, and at the
-//! deadline that whole group is killed.
+//! so that none of them can hang the shim: output goes to memory files (see `output_buffer`; a
+//! daemon that inherits a pipe would keep it open), the command gets its own process group, and
+//! at the deadline that whole group is killed.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -1,8 +1,8 @@
 //! Forwarding: running `sccache <compiler> <args…>` and judging what happened.
 //!
-//! sccache's stdout and stderr go to unlinked temporary files, not pipes: an sccache server that
-//! inherits them (with `SCCACHE_NO_DAEMON=1`, say) would otherwise keep a pipe open and hang the
-//! read. Buffering costs no latency, because sccache itself buffers a cached compile's output and
+//! sccache's stdout and stderr go to memory files (unlinked temporary files where there are none;
+//! see `child::output_buffer`), not pipes: an sccache server that inherits them (with
+//! `SCCACHE_NO_DAEMON=1`, say) would otherwise keep a pipe open and hang the read. Buffering costs no latency, because sccache itself buffers a cached compile's output and
 //! replays it after the compile. The buffer is what lets the shim keep sccache's own errors away
 //! from cargo and fall back without showing anything twice.
 
