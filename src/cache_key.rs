@@ -300,11 +300,10 @@ fn rustc_program() -> Result<(PathBuf, String)> {
         let described = format!("RUSTC={}", Path::new(&rustc).display());
         return Ok((PathBuf::from(rustc), described));
     }
-    let path_var = env::var_os("PATH").unwrap_or_default();
     let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match which::which_in("rustc", Some(&path_var), &cwd) {
-        Ok(path) => Ok((path, "rustc on PATH".to_owned())),
-        Err(_) => bail!(
+    match crate::locate::on_path("rustc", &cwd) {
+        Some(path) => Ok((path, "rustc on PATH".to_owned())),
+        None => bail!(
             "cannot find rustc: RUSTC is unset and there is no rustc on PATH; install a Rust \
              toolchain or set RUSTC"
         ),

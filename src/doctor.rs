@@ -189,23 +189,20 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     match name.as_str() {
-        "maybe-sccache" => {
-            let path_var = env::var_os("PATH").unwrap_or_default();
-            match which::which_in(program, Some(&path_var), cwd) {
-                Ok(found) => ok(format!(
-                    "wrapper: {source} sets it to {value} ({})",
-                    found.display()
-                )),
-                Err(_) => fail(
-                    format!(
-                        "wrapper: {source} sets it to {value}, which cannot be found: cargo \
-                         fails to run any compile"
-                    ),
-                    "put maybe-sccache on PATH (cargo install --locked --path <its checkout>), \
-                     or name it by absolute path",
+        "maybe-sccache" => match locate::on_path(program, cwd) {
+            Some(found) => ok(format!(
+                "wrapper: {source} sets it to {value} ({})",
+                found.display()
+            )),
+            None => fail(
+                format!(
+                    "wrapper: {source} sets it to {value}, which cannot be found: cargo \
+                     fails to run any compile"
                 ),
-            }
-        }
+                "put maybe-sccache on PATH (cargo install --locked --path <its checkout>), \
+                 or name it by absolute path",
+            ),
+        },
         // `maybe-sccache alias`: this program under the name cc-rs looks for.
         "sccache" if resolves_to_this_program(program, cwd) => ok(format!(
             "wrapper: {source} sets it to {value}, maybe-sccache's alias (build scripts' C and \
@@ -226,8 +223,7 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
 }
 
 fn resolves_to_this_program(program: &Path, cwd: &Path) -> bool {
-    let path_var = env::var_os("PATH").unwrap_or_default();
-    which::which_in(program, Some(&path_var), cwd).is_ok_and(|p| locate::is_this_program(&p))
+    locate::on_path(program, cwd).is_some_and(|p| locate::is_this_program(&p))
 }
 
 /// Found, runnable, which version. The path, when it can be used.

@@ -5,7 +5,7 @@
 //! `config::DEPTH_VAR` is the second guard, for the cases no file check can see.
 
 use std::env;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,12 @@ pub fn find_sccache(config: &Config) -> Lookup {
         looked.push(path.display().to_string());
     }
     Lookup::NotFound { looked }
+}
+
+/// `program` as `Command` would run it: a path with a directory in it as it is (relative to
+/// `cwd`), a bare name looked up on `PATH`. `None` when there is no such executable.
+pub fn on_path(program: impl AsRef<OsStr>, cwd: &Path) -> Option<PathBuf> {
+    which::which_in(program, env::var_os("PATH"), cwd).ok()
 }
 
 /// `$CARGO_HOME`, else `~/.cargo`, as cargo itself decides.

@@ -139,7 +139,7 @@ fn compiler_exists(compiler: &OsString) -> bool {
         return path.is_file();
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    which::which_in(compiler, std::env::var_os("PATH"), cwd).is_ok()
+    locate::on_path(compiler, &cwd).is_some()
 }
 
 /// Why this call should not touch sccache at all, if it should not.
