@@ -287,7 +287,7 @@ fn is_number(v: &str) -> bool {
 
 /// `Cargo.lock` in the current directory or the nearest directory above it that has one; that is
 /// where cargo keeps a workspace's lockfile.
-fn find_lockfile() -> Option<PathBuf> {
+pub fn find_lockfile() -> Option<PathBuf> {
     let cwd = env::current_dir().ok()?;
     cwd.ancestors()
         .map(|dir| dir.join("Cargo.lock"))

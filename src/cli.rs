@@ -23,7 +23,9 @@ pub const USAGE: &str = "\
 maybe-sccache: a fail-open RUSTC_WRAPPER that uses sccache when it can and rustc when it must
 
 Usage:
-  RUSTC_WRAPPER=maybe-sccache cargo build   (or [build] rustc-wrapper = \"maybe-sccache\")
+  RUSTC_WRAPPER=\"$(maybe-sccache alias)\" cargo build
+                                            Rust, and build scripts' C and C++ (cc-rs)
+  RUSTC_WRAPPER=maybe-sccache cargo build   Rust only (or [build] rustc-wrapper = \"maybe-sccache\")
   maybe-sccache <compiler> [args...]        what cargo runs for every compiler call
   maybe-sccache status [--json | --markdown]
                                             where sccache is, its server, the breaker, the

@@ -4,12 +4,14 @@
 
 use std::env;
 use std::fmt::Write as _;
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Answer, Backend};
+use crate::cache_key;
 use crate::cargo_config::{self, Wrapper};
 use crate::child::run_bounded;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
@@ -139,8 +141,14 @@ fn examine(config: &Config) -> Vec<Finding> {
     findings
 }
 
-const WRAPPER_FIX: &str = "export RUSTC_WRAPPER=maybe-sccache, or add `[build] rustc-wrapper = \
-                           \"maybe-sccache\"` to .cargo/config.toml";
+const WRAPPER_FIX: &str =
+    "export RUSTC_WRAPPER=\"$(maybe-sccache alias)\" (build scripts' C and C++ \
+                           cached too), or RUSTC_WRAPPER=maybe-sccache, or the same in \
+                           `[build] rustc-wrapper` of .cargo/config.toml";
+
+/// The fix when cargo runs the shim by its own name while build scripts compile C or C++.
+const ALIAS_FIX: &str = "export RUSTC_WRAPPER=\"$(maybe-sccache alias)\", or set `[build] \
+                         rustc-wrapper` to the path `maybe-sccache alias` prints";
 
 /// Is cargo told to run maybe-sccache? Decided as cargo decides it (see `cargo_config`).
 fn wrapper() -> Finding {
@@ -190,8 +198,19 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
         .unwrap_or_default();
     match name.as_str() {
         "maybe-sccache" => match locate::on_path(program, cwd) {
+            // cc-rs wraps C and C++ only for a wrapper whose file stem is `sccache`.
+            Some(found) if builds_c() => warn(
+                format!(
+                    "wrapper: {source} sets it to {value} ({}): Rust is cached, but the C and \
+                     C++ that build scripts compile (the cc crate is in Cargo.lock) are not, \
+                     since cc-rs routes them only through a wrapper named sccache",
+                    found.display()
+                ),
+                ALIAS_FIX,
+            ),
             Some(found) => ok(format!(
-                "wrapper: {source} sets it to {value} ({})",
+                "wrapper: {source} sets it to {value} ({}); for build scripts' C and C++ use \
+                 `maybe-sccache alias` instead",
                 found.display()
             )),
             None => fail(
@@ -220,6 +239,14 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
             WRAPPER_FIX,
         ),
     }
+}
+
+/// Does the project here build C or C++ through cc-rs: is `cc` among the crates of the nearest
+/// `Cargo.lock`?
+fn builds_c() -> bool {
+    cache_key::find_lockfile()
+        .and_then(|lock| fs::read_to_string(lock).ok())
+        .is_some_and(|text| text.lines().any(|l| l.trim() == "name = \"cc\""))
 }
 
 fn resolves_to_this_program(program: &Path, cwd: &Path) -> bool {

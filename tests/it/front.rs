@@ -1047,6 +1047,40 @@ fn cargo_config_example_names_the_shim() {
     );
 }
 
+/// `RUSTC_WRAPPER=maybe-sccache` caches Rust only: cc-rs wraps build scripts' C and C++ for a
+/// wrapper named `sccache`. In a project whose Cargo.lock has the cc crate, doctor says so and
+/// points to the alias; elsewhere the shim's own name is fine.
+#[test]
+fn doctor_points_a_c_project_to_the_alias() {
+    let mut sb = Sandbox::new();
+    install_shim(&sb);
+    sb.set_env("RUSTC_WRAPPER", "maybe-sccache");
+    write_file(
+        &sb.ws.join("Cargo.lock"),
+        "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\
+         dependencies = [\n \"zstd-sys\",\n]\n\n[[package]]\nname = \"cc\"\nversion = \"1.2.0\"\n",
+        0o644,
+    );
+    let sub = sb.ws.join("src");
+    fs::create_dir_all(&sub).unwrap();
+    let r = shim_in(&sb, &sub, &["doctor"]);
+    assert_clean_success(&r);
+    let line = finding(&r.out(), "wrapper:").unwrap_or_else(|| panic!("{}", r.describe()));
+    assert!(line.starts_with("warn"), "{line}");
+    assert!(line.contains("C and C++"), "{line}");
+    assert!(
+        line.contains("-- fix: export RUSTC_WRAPPER=\"$(maybe-sccache alias)\""),
+        "{line}"
+    );
+
+    // A pure Rust project: the shim's own name is a working set-up.
+    let r = shim_in(&sb, sb.root(), &["doctor"]);
+    assert_clean_success(&r);
+    let line = finding(&r.out(), "wrapper:").unwrap_or_else(|| panic!("{}", r.describe()));
+    assert!(line.starts_with("ok"), "{line}");
+    assert!(line.contains("maybe-sccache alias"), "{line}");
+}
+
 /// doctor reads cargo's config as cargo does, and cargo agrees: for each layout, whether doctor
 /// finds the shim configured is checked against whether a real `cargo build` runs it. The layouts:
 /// an inline table; `config` beside `config.toml` (cargo reads only `config`); a relative path,
