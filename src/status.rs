@@ -40,7 +40,8 @@ pub fn gather(config: &Config) -> Value {
         Lookup::NotFound { looked } => (None, None, looked),
     };
     let version = path.as_deref().and_then(sccache_version);
-    let up = path.is_some() && server::is_up();
+    // A server can outlive the sccache that started it (uninstalled, or off `PATH`): say it runs.
+    let up = server::is_up();
     let stats = match (&path, up) {
         (Some(p), true) => server::stats(p, Duration::from_secs(5)).map(with_hit_rate),
         _ => None,

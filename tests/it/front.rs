@@ -365,6 +365,24 @@ fn status_after_a_forwarded_build() {
     assert_clean_success(&md);
     assert!(md.out().contains("| sccache stats |"), "{}", md.describe());
     assert!(md.out().contains("version 0.16.0"), "{}", md.describe());
+
+    // sccache taken off `PATH` while its server runs: not found, but the server is not called
+    // "not running".
+    fs::remove_file(sb.bin.join("sccache")).unwrap();
+    let j = sb.status_json();
+    assert_eq!(j.path(&["sccache", "path"]), Some(&Json::Null), "{j:?}");
+    assert_eq!(
+        j.path(&["sccache", "server_up"]),
+        Some(&Json::Bool(true)),
+        "{j:?}"
+    );
+    let text = run(&mut sb.shim(["status"]), SHORT);
+    assert_clean_success(&text);
+    assert!(
+        text.out().lines().any(|l| l.trim() == "server: up"),
+        "{}",
+        text.describe()
+    );
 }
 
 #[test]
