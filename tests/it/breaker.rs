@@ -393,6 +393,7 @@ fn errors_rising_during_a_watched_call_open_the_breaker() {
         return;
     };
     sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "3");
     let expected = write_error_during_slow_call(&sb.ws, 1);
     sb.install_real_sccache(sccache);
     sb.build().assert_success();
@@ -415,4 +416,21 @@ fn errors_rising_during_a_watched_call_open_the_breaker() {
         Some(&Json::Bool(true)),
         "the server is left to the calls in it"
     );
+    // After the cooldown, the probe replaces that server with a fresh one, which checks its
+    // backend at start ("Address in use" from the old one would prove nothing).
+    let before = server_pid(&sb).expect("the server left running");
+    std::thread::sleep(Duration::from_secs(4));
+    // The unreadable entries go, so that this build counts no error of its own.
+    for entry in walk(&sb.sccache_dir) {
+        if entry.parent() != Some(sb.sccache_dir.as_path()) {
+            fs::remove_file(&entry).unwrap();
+        }
+    }
+    fs::remove_dir_all(&sb.target).unwrap();
+    sb.build().assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:#}");
+    let after = server_pid(&sb).expect("the probe's server");
+    assert_ne!(before, after, "the probe started a fresh server");
 }
