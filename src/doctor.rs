@@ -466,6 +466,12 @@ fn storage() -> Vec<Finding> {
         },
     };
     let size_finding = match env::var("SCCACHE_CACHE_SIZE") {
+        // sccache's 10G default suits a developer's machine; only a CI cache, saved and restored
+        // whole on every job, pays for it.
+        Err(env::VarError::NotPresent) if !in_ci() => info(
+            "cache size: SCCACHE_CACHE_SIZE is unset, so the local cache may grow to 10G \
+             (sccache's default; in CI, set it, e.g. SCCACHE_CACHE_SIZE=512M)",
+        ),
         Err(env::VarError::NotPresent) => warn(
             "cache size: SCCACHE_CACHE_SIZE is unset, so the local cache may grow to 10G, \
              more than a CI cache should carry",
@@ -484,6 +490,11 @@ fn storage() -> Vec<Finding> {
         ),
     };
     vec![dir_finding, size_finding]
+}
+
+/// Is this a CI job? `CI` is set (to `true`) by GitHub Actions, GitLab CI and most others.
+fn in_ci() -> bool {
+    env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
 /// A remote backend (from the environment or sccache's config file): does it answer now? The
