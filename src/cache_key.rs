@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::child::run_bounded;
+use crate::child::{run_bounded, Output};
 
 pub const USAGE: &str =
     "usage: maybe-sccache cache-key [--lockfile PATH] [--prefix STR] [--github-output]";
@@ -336,7 +336,11 @@ fn rustc_version() -> Result<RustcVersion> {
     let (program, described) = rustc_program()?;
     let mut cmd = Command::new(&program);
     cmd.arg("-vV").stdin(Stdio::null());
-    let (code, stdout, stderr) = run_bounded(cmd, RUSTC_TIMEOUT)
+    let Output {
+        code,
+        stdout,
+        stderr,
+    } = run_bounded(cmd, RUSTC_TIMEOUT)
         .map_err(|e| anyhow!("cannot run {} ({described}): {e}", program.display()))?;
     if code != Some(0) {
         let said = String::from_utf8_lossy(&stderr);

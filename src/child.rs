@@ -8,8 +8,13 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// A finished helper command: its exit code (`None` for a signal), stdout and stderr.
-pub type Output = (Option<i32>, Vec<u8>, Vec<u8>);
+/// A finished helper command.
+pub struct Output {
+    /// The exit code; `None` when it was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
 
 /// Runs `cmd` to completion or until `timeout`. `Err` says, in a few words starting with a
 /// reason (`spawn-failed`, `timeout`, …), why there is no output.
@@ -34,7 +39,11 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
     // lives on in that group, and it is the server we wanted.
     let stdout = read_back(&mut out).unwrap_or_default();
     let stderr = read_back(&mut err).unwrap_or_default();
-    Ok((status.code(), stdout, stderr))
+    Ok(Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
 }
 
 /// Waits for `child` until `deadline`; `None` if it is still running then.

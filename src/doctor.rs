@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{self, Answer, Backend};
 use crate::cache_key;
 use crate::cargo_config::{self, Wrapper};
-use crate::child::run_bounded;
+use crate::child::{run_bounded, Output};
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
 use crate::locate::{self, Lookup};
 use crate::logging;
@@ -269,7 +269,11 @@ fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
     let mut cmd = Command::new(&path);
     cmd.arg("--version").stdin(Stdio::null());
     let problem = match run_bounded(cmd, VERSION_TIMEOUT) {
-        Ok((Some(0), stdout, _)) => {
+        Ok(Output {
+            code: Some(0),
+            stdout,
+            ..
+        }) => {
             let text = String::from_utf8_lossy(&stdout);
             let version = text.lines().next().unwrap_or("").trim().to_owned();
             findings.push(ok(format!(
@@ -283,7 +287,7 @@ fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
             )));
             return Some(path);
         }
-        Ok((code, _, stderr)) => format!(
+        Ok(Output { code, stderr, .. }) => format!(
             "`sccache --version` failed ({}): {}",
             code.map_or("killed by a signal".to_owned(), |c| format!(
                 "exit code {c}"

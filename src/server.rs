@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::child::run_bounded;
+use crate::child::{run_bounded, Output};
 use crate::config::DEPTH_VAR;
 
 /// Where the sccache client looks for its server.
@@ -201,13 +201,13 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
     let captured = run_bounded(cmd, timeout).map_err(|e| StartFailure(naming_backend(&e)))?;
     let text = format!(
         "{}{}",
-        String::from_utf8_lossy(&captured.1),
-        String::from_utf8_lossy(&captured.2)
+        String::from_utf8_lossy(&captured.stdout),
+        String::from_utf8_lossy(&captured.stderr)
     );
-    let ok = captured.0 == Some(0) || text.contains("Address in use");
+    let ok = captured.code == Some(0) || text.contains("Address in use");
     log::info!(
         "sccache --start-server: exit {:?} after {} ms",
-        captured.0,
+        captured.code,
         started.elapsed().as_millis()
     );
     if ok {
@@ -258,7 +258,7 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
     let mut cmd = Command::new(sccache);
     cmd.args(["--show-stats", "--stats-format", "json"])
         .stdin(Stdio::null());
-    let (code, stdout, _) = run_bounded(cmd, timeout).ok()?;
+    let Output { code, stdout, .. } = run_bounded(cmd, timeout).ok()?;
     if code != Some(0) {
         return None;
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::backend;
-use crate::child::run_bounded;
+use crate::child::{run_bounded, Output};
 use crate::config::Config;
 use crate::locate::{self, Lookup};
 use crate::logging;
@@ -147,7 +147,7 @@ fn with_hit_rate(mut stats: Value) -> Value {
 pub fn sccache_version(path: &std::path::Path) -> Option<String> {
     let mut cmd = Command::new(path);
     cmd.arg("--version").stdin(Stdio::null());
-    let (code, stdout, _) = run_bounded(cmd, VERSION_TIMEOUT).ok()?;
+    let Output { code, stdout, .. } = run_bounded(cmd, VERSION_TIMEOUT).ok()?;
     if code != Some(0) {
         return None;
     }
