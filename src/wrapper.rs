@@ -30,7 +30,11 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     // 1. Calls that must not or cannot use sccache go straight to the compiler.
     if let Some(reason) = skip_reason(&config, family, &args) {
         let lang = family.as_str();
-        log::info!("bypass {reason} ({lang}): {}", compiler.to_string_lossy());
+        log::info!(
+            "bypass {reason} ({lang}){}: {}",
+            classify::subject(&args),
+            compiler.to_string_lossy()
+        );
         state::record(state_dir, Event::Bypassed, reason);
         return Ok(fallback::run_compiler(&compiler, &args)?);
     }
@@ -84,7 +88,11 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     match forward::judge(&captured) {
         Verdict::SccacheFailed(reason) => {
             let text = String::from_utf8_lossy(&captured.stderr);
-            log::info!("fallback {reason}: {}", compiler.to_string_lossy());
+            log::info!(
+                "fallback {reason}{}: {}",
+                classify::subject(&args),
+                compiler.to_string_lossy()
+            );
             log::debug!("sccache said: {}", text.trim_end());
             state::record(state_dir, Event::Fallback, reason);
             // sccache's error may have been about this call's input (a missing source file
@@ -113,7 +121,8 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
                 &forward::without_sccache_warnings(&captured.stderr),
             );
             log::info!(
-                "forward: exit {code} in {} ms",
+                "forward{}: exit {code} in {} ms",
+                classify::subject(&args),
                 captured.elapsed.as_millis()
             );
             if let Some(before) = captured.errors_when_watched {
@@ -127,7 +136,10 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
                 &forward::without_signal_line(&captured.stdout),
                 &captured.stderr,
             );
-            log::info!("forward: compiler killed by signal {sig}");
+            log::info!(
+                "forward{}: compiler killed by signal {sig}",
+                classify::subject(&args)
+            );
             Ok(fallback::die_by_signal(sig))
         }
     }
@@ -162,7 +174,11 @@ fn compile_directly(
     compiler: &OsString,
     args: &[OsString],
 ) -> Result<Exit> {
-    log::info!("fallback {reason}: {}", compiler.to_string_lossy());
+    log::info!(
+        "fallback {reason}{}: {}",
+        classify::subject(args),
+        compiler.to_string_lossy()
+    );
     state::record(state_dir, Event::Fallback, reason);
     Ok(fallback::run_compiler(compiler, args)?)
 }

@@ -73,6 +73,22 @@ pub fn uncacheable(family: Family, args: &[OsString]) -> Option<Uncacheable> {
     }
 }
 
+/// What a call compiles, for the log (` crate NAME`, or ` FILE`, with a leading space; empty when
+/// neither shows): rustc's `--crate-name`, else the last argument that is not an option, which is
+/// where cc-rs and CMake put the source file. Called only when the log is on.
+pub fn subject(args: &[OsString]) -> String {
+    if let Some(i) = args.iter().position(|a| a == "--crate-name") {
+        if let Some(name) = args.get(i + 1) {
+            return format!(" crate {}", name.to_string_lossy());
+        }
+    }
+    args.iter()
+        .rev()
+        .find(|a| !a.as_encoded_bytes().starts_with(b"-"))
+        .map(|a| format!(" {}", a.to_string_lossy()))
+        .unwrap_or_default()
+}
+
 /// The family a compiler's file name gives away, if it does. Target prefixes
 /// (`aarch64-linux-gnu-gcc`), version suffixes (`gcc-12`, `clang++-17`) and `.exe` are looked
 /// through; case is ignored, as Windows file names do.
@@ -138,6 +154,25 @@ fn looks_like_rustc_call(args: &[OsString]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            subject(&os(&[
+                "--crate-name",
+                "zstd_sys",
+                "--edition=2018",
+                "src/lib.rs"
+            ])),
+            " crate zstd_sys"
+        );
+        assert_eq!(
+            subject(&os(&["-O0", "-o", "out/bad.o", "-c", "csrc/bad.c"])),
+            " csrc/bad.c"
+        );
+        assert_eq!(subject(&os(&["-vV"])), "");
+    }
 
     fn family(compiler: &str, args: &str) -> Family {
         let args: Vec<OsString> = args.split_whitespace().map(OsString::from).collect();

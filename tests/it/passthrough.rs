@@ -393,16 +393,16 @@ fn log_file_records_decisions_but_no_secrets() {
     // A library call with no sccache anywhere.
     let text = call("no sccache", &lib);
     assert!(
-        text.contains("fallback"),
-        "the fallback must be logged: {text}"
+        text.contains("fallback not-found crate victim:"),
+        "the fallback must be logged, naming the crate: {text}"
     );
 
     // A library call with a healthy sccache: forwarded.
     sb.fake_sccache(FakeSccache::Healthy);
     let text = call("healthy sccache", &lib);
     assert!(
-        text.contains("forward"),
-        "the forward must be logged: {text}"
+        text.contains("forward crate victim: exit 0"),
+        "the forward must be logged, naming the crate: {text}"
     );
 
     // sccache fails on the compile: fallback.
