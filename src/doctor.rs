@@ -582,14 +582,21 @@ fn incremental(config: &Config) -> Finding {
             "set CARGO_INCREMENTAL=0 (a CI build gains nothing from incremental)",
         );
     }
-    match env::var_os("CARGO_INCREMENTAL") {
-        Some(v) if v == "0" => ok("incremental: CARGO_INCREMENTAL=0"),
-        _ => warn(
-            "incremental: CARGO_INCREMENTAL is not 0, so cargo may compile workspace crates \
-             incrementally (dev profiles do), and sccache cannot cache those (dependencies \
-             are still cached)",
-            "set CARGO_INCREMENTAL=0 in CI",
-        ),
+    let what = match env::var_os("CARGO_INCREMENTAL") {
+        Some(v) if v == "0" => return ok("incremental: CARGO_INCREMENTAL=0"),
+        Some(v) => format!("CARGO_INCREMENTAL={} (not 0)", v.to_string_lossy()),
+        None => "CARGO_INCREMENTAL is unset".to_owned(),
+    };
+    let text = format!(
+        "incremental: {what}, so cargo may compile workspace crates incrementally (dev profiles \
+         do), and sccache cannot cache those (dependencies are still cached)"
+    );
+    // On a developer's machine incremental rebuilds of one's own crates are worth more than
+    // caching them; a CI job starts from scratch and gains nothing from them.
+    if in_ci() {
+        warn(text, "set CARGO_INCREMENTAL=0 in CI")
+    } else {
+        info(format!("{text}; in CI, set CARGO_INCREMENTAL=0"))
     }
 }
 

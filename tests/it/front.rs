@@ -498,9 +498,10 @@ fn doctor_on_a_bare_machine() {
         size.starts_with("warn") && size.contains("SCCACHE_CACHE_SIZE"),
         "{out}"
     );
-    // Outside CI, sccache's default size is no problem: a note, not a warning.
+    // Outside CI, sccache's default size and cargo's incremental dev builds are no problem: notes,
+    // not warnings.
     let mut local = sb.shim(["doctor"]);
-    local.env_remove("CI");
+    local.env_remove("CI").env_remove("CARGO_INCREMENTAL");
     let local = run(&mut local, SHORT);
     assert_clean_success(&local);
     let size =
@@ -509,6 +510,23 @@ fn doctor_on_a_bare_machine() {
         size.starts_with("info") && size.contains("SCCACHE_CACHE_SIZE"),
         "{}",
         local.describe()
+    );
+    let incremental =
+        finding(&local.out(), "incremental:").unwrap_or_else(|| panic!("{}", local.describe()));
+    assert!(
+        incremental.starts_with("info") && incremental.contains("is unset"),
+        "{}",
+        local.describe()
+    );
+    let mut ci = sb.shim(["doctor"]);
+    ci.env_remove("CARGO_INCREMENTAL");
+    let ci = run(&mut ci, SHORT);
+    let incremental =
+        finding(&ci.out(), "incremental:").unwrap_or_else(|| panic!("{}", ci.describe()));
+    assert!(
+        incremental.starts_with("warn") && incremental.contains("-- fix: set CARGO_INCREMENTAL=0"),
+        "{}",
+        ci.describe()
     );
     let incremental = finding(&out, "incremental:").unwrap_or_else(|| panic!("{out}"));
     assert!(
