@@ -40,7 +40,16 @@ pub fn init() {
     });
     if let Some(path) = env::var_os("MAYBE_SCCACHE_LOG_FILE").filter(|p| !p.is_empty()) {
         // A log file that cannot be opened must not fail the build: log to nowhere instead.
-        match OpenOptions::new().create(true).append(true).open(&path) {
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // Non-blocking: a FIFO nobody reads would block this open, and so every compile, forever;
+        // this way it fails at once (and a slow reader cannot stall a call either).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        match options.open(&path) {
             Ok(file) => {
                 builder.target(env_logger::Target::Pipe(Box::new(file)));
             }

@@ -1,5 +1,5 @@
 //! Promises of the README that no other test checked: bad configuration values and an
-//! unopenable log file never fail or disturb a build; `CARGO_BUILD_INCREMENTAL=1` is treated like
+//! unopenable log file (or a FIFO nobody reads) never fail, hang or disturb a build; `CARGO_BUILD_INCREMENTAL=1` is treated like
 //! `CARGO_INCREMENTAL=1`; the hot path execs the compiler in place and never waits on the start
 //! lock, which a forwarded call does (and then gives up with `start-busy`).
 
@@ -63,6 +63,26 @@ fn unopenable_log_file_never_fails_a_build() {
         st.path(&["counters", "forwarded"]).and_then(Json::as_u64) >= Some(LIB_CRATES),
         "{st:?}"
     );
+}
+
+/// A log file that is a FIFO nobody reads (left behind by a debugging session, say) must not
+/// block the shim's open of it, which would hang every compile of the build: the log is off
+/// instead, and the call runs as usual.
+#[cfg(unix)]
+#[test]
+fn log_file_that_is_a_fifo_without_a_reader_never_hangs_a_call() {
+    let mut sb = Sandbox::new();
+    let fifo = sb.data.join("shim.log");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    sb.set_env("MAYBE_SCCACHE_LOG", "debug")
+        .set_env("MAYBE_SCCACHE_LOG_FILE", &fifo);
+    let rustc = toolchain_rustc();
+    let r = run(&mut sb.shim([rustc.as_os_str(), "-vV".as_ref()]), SHORT);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    assert!(r.out().starts_with("rustc "), "{}", r.describe());
+    assert!(r.stderr.is_empty(), "{}", r.describe());
 }
 
 /// sccache 0.16 refuses every call while `CARGO_BUILD_INCREMENTAL=1`, just as with
