@@ -241,7 +241,16 @@ fn naming_backend(reason: &str) -> String {
 /// start and its client waits out the whole start-up timeout; this sees it coming.
 fn error_log_problem() -> Option<String> {
     let path = env::var_os("SCCACHE_ERROR_LOG")?;
-    match OpenOptions::new().create(true).append(true).open(&path) {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    // Non-blocking: a FIFO nobody reads would block this open forever, holding the call and the
+    // start lock; this way it fails at once, as sccache's server could not use it either.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    match options.open(&path) {
         Ok(_) => None,
         Err(e) => Some(format!(
             "error-log: SCCACHE_ERROR_LOG={} cannot be opened: {e}",

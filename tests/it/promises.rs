@@ -73,9 +73,7 @@ fn unopenable_log_file_never_fails_a_build() {
 fn log_file_that_is_a_fifo_without_a_reader_never_hangs_a_call() {
     let mut sb = Sandbox::new();
     let fifo = sb.data.join("shim.log");
-    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    make_fifo(&fifo);
     sb.set_env("MAYBE_SCCACHE_LOG", "debug")
         .set_env("MAYBE_SCCACHE_LOG_FILE", &fifo);
     let rustc = toolchain_rustc();

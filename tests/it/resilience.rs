@@ -676,6 +676,31 @@ fn unopenable_sccache_error_log_opens_the_breaker_at_once() {
     );
 }
 
+/// An `SCCACHE_ERROR_LOG` that is a FIFO nobody reads: the shim's check of it must not block (it
+/// would hold the call, and the start lock, forever). It cannot be opened at once, so the breaker
+/// opens naming it and the call compiles directly.
+#[cfg(unix)]
+#[test]
+fn sccache_error_log_fifo_without_a_reader_never_hangs_a_call() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("error_log_fifo") else {
+        return;
+    };
+    let fifo = sb.data.join("sccache.log");
+    make_fifo(&fifo);
+    sb.set_env("SCCACHE_ERROR_LOG", &fifo);
+    sb.install_real_sccache(sccache);
+    let src = sb.data.join("lib.rs");
+    fs::write(&src, "pub fn f() -> u32 { 1 }\n").unwrap();
+    let out = sb.data.join("out");
+    fs::create_dir(&out).unwrap();
+    let mut args = vec![toolchain_rustc().into_os_string()];
+    args.extend(cacheable_args(src.to_str().unwrap(), &out));
+    run(&mut sb.shim(args), SHORT).assert_success();
+    let st = sb.status_json();
+    assert!(breaker_reason(&st).contains("SCCACHE_ERROR_LOG"), "{st:?}");
+}
+
 /// Over a Unix socket too, concurrent first calls wait for the one start instead of racing
 /// their own (which could leave two servers with split statistics).
 #[test]

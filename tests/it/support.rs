@@ -89,6 +89,15 @@ pub fn toolchain_rustc() -> PathBuf {
     toolchain_bin().join("rustc")
 }
 
+/// A FIFO at `path`, which nobody reads unless the test opens it.
+#[cfg(unix)]
+pub fn make_fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo {}", path.display());
+}
+
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     fs::File::open(path)
