@@ -147,7 +147,16 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                         dir.display()
                     );
                 }
-                None => eprintln!("maybe-sccache: no state directory, nothing to clear"),
+                // A state dir the shim refuses (another user's, or writable by others) is not
+                // used by any call either: say why, and leave it alone.
+                None => match config
+                    .problems
+                    .iter()
+                    .find(|(var, _)| *var == "MAYBE_SCCACHE_STATE_DIR")
+                {
+                    Some((_, why)) => eprintln!("maybe-sccache: {why}; nothing cleared"),
+                    None => eprintln!("maybe-sccache: no state directory, nothing to clear"),
+                },
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -40,6 +40,11 @@ fn assert_state_dir_refused(sb: &mut Sandbox, state: &Path, why: &str) {
     let log = fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains(why), "the log says why: {log}");
     assert!(!sb.sccache_compiles().is_empty(), "sccache is still used");
+    // `reset` leaves it alone too, and says why.
+    let r = run(&mut sb.shim(["reset"]), SHORT);
+    r.assert_success();
+    assert!(r.err().contains(why), "{}", r.describe());
+    assert_eq!(files_in(state), before);
 }
 
 #[test]
