@@ -399,6 +399,15 @@ pub fn config_file_path() -> Option<PathBuf> {
 /// The file as a JSON value (sccache reads `.json` as JSON, anything else as TOML). A missing
 /// file is no backend; an unreadable one is logged and ignored (sccache then fails its start).
 fn read_config_file(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    // Only a regular file is read: a FIFO would block here (under the start lock, forever), and
+    // a pipe given as `<(…)` would be drained before sccache reads it. sccache is left to it.
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+        log::warn!(
+            "sccache config {} is not a regular file; its backend is not pre-checked",
+            path.display()
+        );
+        return None;
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {

@@ -701,6 +701,36 @@ fn sccache_error_log_fifo_without_a_reader_never_hangs_a_call() {
     assert!(breaker_reason(&st).contains("SCCACHE_ERROR_LOG"), "{st:?}");
 }
 
+/// An `SCCACHE_CONF` that is a FIFO nobody writes: the shim's look at it for the backend's
+/// pre-check must not block (it would hold the call, and the start lock, forever). The shim
+/// leaves it to sccache, whose bounded start then fails, and the call compiles directly.
+#[cfg(unix)]
+#[test]
+fn sccache_config_fifo_without_a_writer_never_hangs_a_call() {
+    let mut sb = Sandbox::new();
+    let Some(sccache) = require_sccache("config_fifo") else {
+        return;
+    };
+    let fifo = sb.data.join("sccache.conf");
+    make_fifo(&fifo);
+    sb.set_env("SCCACHE_CONF", &fifo)
+        .set_env("MAYBE_SCCACHE_START_TIMEOUT", "3");
+    sb.install_real_sccache(sccache);
+    let src = sb.data.join("lib.rs");
+    fs::write(&src, "pub fn f() -> u32 { 1 }\n").unwrap();
+    let out = sb.data.join("out");
+    fs::create_dir(&out).unwrap();
+    let mut args = vec![toolchain_rustc().into_os_string()];
+    args.extend(cacheable_args(src.to_str().unwrap(), &out));
+    run(&mut sb.shim(args), SHORT).assert_success();
+    // Read from the state dir: `status` would wait out sccache's own bounded blocked reads too.
+    let events = fs::read_to_string(sb.state.join("events")).unwrap();
+    assert!(events.contains("trip "), "{events}");
+    assert!(events.contains("fallback start-failed"), "{events}");
+    // The sandbox's clean-up asks sccache to stop a server: not through a blocked read.
+    fs::remove_file(&fifo).unwrap();
+}
+
 /// Over a Unix socket too, concurrent first calls wait for the one start instead of racing
 /// their own (which could leave two servers with split statistics).
 #[test]
