@@ -55,7 +55,7 @@ fn run() -> anyhow::Result<Exit> {
     if as_sccache
         && rest
             .first()
-            .map_or(true, |a| a.as_encoded_bytes().starts_with(b"-"))
+            .is_none_or(|a| a.as_encoded_bytes().starts_with(b"-"))
     {
         return alias::to_real_sccache(&rest);
     }

@@ -268,7 +268,7 @@ impl<'a> Job<'a> {
                 env: &env,
             };
             let name = step_name(step);
-            let wanted = scalar(&step["if"]).map_or(true, |cond| ctx.condition(&cond));
+            let wanted = scalar(&step["if"]).is_none_or(|cond| ctx.condition(&cond));
             if !wanted {
                 self.steps.push(StepRun {
                     name,
