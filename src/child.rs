@@ -16,16 +16,30 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// The first word of a `run_bounded` error that is the shim's own trouble (no output buffers, no
+/// file descriptors or memory to start a process with), not the command's.
+pub const SHIM_TROUBLE: &str = "shim-trouble";
+
 /// Runs `cmd` to completion or until `timeout`. `Err` says, in a few words starting with a
-/// reason (`spawn-failed`, `timeout`, …), why there is no output.
+/// reason (`spawn-failed`, `timeout`, [`SHIM_TROUBLE`], …), why there is no output.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
-    let tmp = || output_buffer().map_err(|e| format!("tempfile: cannot create one: {e}"));
+    let tmp =
+        || output_buffer().map_err(|e| format!("{SHIM_TROUBLE}: cannot create a buffer: {e}"));
     let (mut out, mut err) = (tmp()?, tmp()?);
-    let clone = |f: &File| f.try_clone().map_err(|e| format!("tempfile: {e}"));
+    let clone = |f: &File| {
+        f.try_clone()
+            .map_err(|e| format!("{SHIM_TROUBLE}: cannot share a buffer: {e}"))
+    };
     cmd.stdout(clone(&out)?).stderr(clone(&err)?);
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = spawn_in_own_group(&mut cmd)
-        .map_err(|e| format!("spawn-failed: cannot run {program}: {e}"))?;
+    let mut child = spawn_in_own_group(&mut cmd).map_err(|e| {
+        let reason = if is_resource_shortage(&e) {
+            SHIM_TROUBLE
+        } else {
+            "spawn-failed"
+        };
+        format!("{reason}: cannot run {program}: {e}")
+    })?;
     let status = wait_until(child.inner(), Instant::now() + timeout)
         .map_err(|e| format!("wait-failed: {e}"))?;
     let Some(status) = status else {
@@ -291,6 +305,22 @@ pub fn read_back(file: &mut File) -> io::Result<Vec<u8>> {
 }
 
 /// Is the file system holding `file` out of space? One `fstatvfs`; `false` when unknown.
+/// Is this failure to start a process a shortage of the shim's (or the machine's) resources —
+/// file descriptors, processes, memory — rather than something wrong with the program started?
+pub fn is_resource_shortage(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::OutOfMemory {
+        return true;
+    }
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        return matches!(
+            code,
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN
+        );
+    }
+    false
+}
+
 #[cfg(unix)]
 pub fn file_system_full(file: &File) -> bool {
     use std::os::fd::AsRawFd;

@@ -49,9 +49,14 @@ pub enum Ran {
     Finished(Captured),
     /// sccache stopped answering while the call ran; it was killed (with anything it started).
     Hung(String),
-    /// The shim's own trouble (no temporary files for sccache's output, or a full file system
-    /// under them): sccache is not to blame, and nothing of the call was shown.
-    ShimTrouble(String),
+    /// The shim's own trouble (no buffers for sccache's output, a full file system under them, or
+    /// no file descriptors or memory left to start a process with): sccache is not to blame, and
+    /// nothing of the call was shown.
+    ShimTrouble {
+        /// The reason in logs and counters.
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// Runs sccache for one compiler call and waits for it. There is no deadline on the call itself:
@@ -69,9 +74,19 @@ pub fn run_sccache(
     let (mut out, mut err) = match buffers {
         Ok(files) => files,
         Err(e) => {
-            return Ok(Ran::ShimTrouble(format!(
-                "temp-files: cannot create a buffer for sccache's output: {e}"
-            )))
+            return Ok(Ran::ShimTrouble {
+                reason: "temp-files",
+                detail: format!("cannot create a buffer for sccache's output: {e}"),
+            })
+        }
+    };
+    let (out_for_child, err_for_child) = match (out.try_clone(), err.try_clone()) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            return Ok(Ran::ShimTrouble {
+                reason: "temp-files",
+                detail: format!("cannot hand sccache its output buffers: {e}"),
+            })
         }
     };
     let started = Instant::now();
@@ -82,10 +97,20 @@ pub fn run_sccache(
         // A lost connection to the server then makes sccache compile locally instead of failing.
         .env("SCCACHE_IGNORE_SERVER_IO_ERROR", "1")
         .stdin(Stdio::inherit())
-        .stdout(out.try_clone()?)
-        .stderr(err.try_clone()?);
-    let mut child = child::spawn_in_own_group(&mut cmd)
-        .with_context(|| format!("cannot run {}", sccache.display()))?;
+        .stdout(out_for_child)
+        .stderr(err_for_child);
+    let mut child = match child::spawn_in_own_group(&mut cmd) {
+        Ok(child) => child,
+        // Out of file descriptors, processes or memory: the shim's (or the machine's) trouble,
+        // which the direct compile may still get through; sccache itself was never tried.
+        Err(e) if child::is_resource_shortage(&e) => {
+            return Ok(Ran::ShimTrouble {
+                reason: "no-resources",
+                detail: format!("cannot start {}: {e}", sccache.display()),
+            })
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot run {}", sccache.display())),
+    };
     let watch = Arc::new(Mutex::new(watch::Shared::default()));
     // Nearly every call ends long before it needs watching: wait for that first, without the
     // cost of a thread, and start the watchdog only for a call still running then.
@@ -112,9 +137,10 @@ pub fn run_sccache(
     // A failed call on a full file system may have lost its output (sccache's writes to the
     // buffers failed, and so did its report of that): the result cannot be trusted.
     if !status.success() && child::file_system_full(&out) {
-        return Ok(Ran::ShimTrouble(
-            "temp-files: the file system of sccache's output buffers is full".into(),
-        ));
+        return Ok(Ran::ShimTrouble {
+            reason: "temp-files",
+            detail: "the file system of sccache's output buffers is full".into(),
+        });
     }
     Ok(Ran::Finished(Captured {
         status,

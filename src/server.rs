@@ -187,6 +187,14 @@ pub fn is_up() -> bool {
 /// Why starting the server failed, as a short reason plus sccache's own words.
 pub struct StartFailure(pub String);
 
+impl StartFailure {
+    /// The shim could not even try (no output buffers, out of file descriptors or memory): that
+    /// says nothing about sccache.
+    pub fn is_shim_trouble(&self) -> bool {
+        self.0.starts_with(crate::child::SHIM_TROUBLE)
+    }
+}
+
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
 /// `timeout`. `Ok` when a server is up afterwards.
 pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {

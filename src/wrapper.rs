@@ -70,10 +70,10 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
             server::stop_hung(&sccache);
             return compile_directly(state_dir, "hung", &compiler, &args);
         }
-        Ok(Ran::ShimTrouble(why)) => {
+        Ok(Ran::ShimTrouble { reason, detail }) => {
             // Not sccache's fault: the breaker stays as it is.
-            log::warn!("{why}");
-            return compile_directly(state_dir, "temp-files", &compiler, &args);
+            log::warn!("{reason}: {detail}");
+            return compile_directly(state_dir, reason, &compiler, &args);
         }
         Err(e) => {
             state::trip(
@@ -241,6 +241,10 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         Ok(()) => {
             state::server_started(dir, key, now);
             Ok(())
+        }
+        Err(failure) if failure.is_shim_trouble() => {
+            log::warn!("{}", failure.0);
+            Err("no-resources")
         }
         Err(server::StartFailure(reason)) => {
             state::trip(dir, key, config.cooldown, &reason);

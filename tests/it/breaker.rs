@@ -434,3 +434,50 @@ fn errors_rising_during_a_watched_call_open_the_breaker() {
     let after = server_pid(&sb).expect("the probe's server");
     assert_ne!(before, after, "the probe started a fresh server");
 }
+
+/// Running out of file descriptors just as sccache is to be started is the shim's (or the
+/// machine's) trouble, not sccache's: the call compiles directly and the breaker stays as it was.
+/// The limit is swept upwards, so that whichever descriptor the shim runs out on (its output
+/// buffers, their copies for the child, the pipe of a spawn), that window is hit. (Higher up, the
+/// fake sccache itself runs out, which is sccache failing and may open the breaker.)
+#[test]
+fn running_out_of_file_descriptors_does_not_open_the_breaker() {
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    sb.fake_sccache(FakeSccache::Healthy);
+    let fake = sb.fake_rustc(b"", b"", Ending::Exit(0));
+    let args = cacheable_args("src/lib.rs", &sb.data);
+    let mut shortages = 0;
+    for limit in 4..=32 {
+        let trips_before = trips(&sb.status_json());
+        let mut cmd = sb.command("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$@\""))
+            .arg("sh")
+            .arg(shim())
+            .arg(&fake.path)
+            .args(&args);
+        let r = run(&mut cmd, SHORT);
+        let err = r.err();
+        if !(err.contains("fallback no-resources") || err.contains("fallback temp-files")) {
+            continue;
+        }
+        shortages += 1;
+        assert!(
+            !err.contains("breaker open"),
+            "limit {limit}: {}",
+            r.describe()
+        );
+        let st = sb.status_json();
+        assert_eq!(
+            trips(&st),
+            trips_before,
+            "limit {limit}: {}\n{st:?}",
+            r.describe()
+        );
+    }
+    assert!(
+        shortages > 0,
+        "no limit ran out just as sccache was started"
+    );
+}
