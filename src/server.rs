@@ -325,9 +325,6 @@ pub fn errors_in(stats: &serde_json::Value) -> Option<u64> {
     stats.get("errors")?.as_u64()
 }
 
-/// How long a server has to answer before it is killed as hung.
-const HUNG_ANSWER: Duration = Duration::from_secs(2);
-
 /// How long a server has to answer the half-open probe's statistics request.
 const PROBE_ANSWER: Duration = Duration::from_secs(5);
 
@@ -377,14 +374,10 @@ pub fn stop(sccache: &Path, timeout: Duration) -> bool {
 
 /// Stops a server that accepts connections but does not answer: it would not answer a stop
 /// request either, so the sccache process listening at the address is killed. Only a process
-/// named sccache is (never a foreign program on the same port), and only if it still does not
-/// answer a statistics request: a server that answers (a call abandoned because its backend
-/// fails) is left to the calls in it, and to the probe after the cooldown. `true` when nothing
-/// listens any more.
+/// named sccache is (never a foreign program on the same port). `true` when nothing listens
+/// any more.
 pub fn stop_hung(sccache: &Path) -> bool {
-    if stats(sccache, HUNG_ANSWER).is_some() {
-        return false;
-    }
+    let _ = sccache;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(pid) = listener::sccache_listening_at(&address()) {
         log::warn!(
