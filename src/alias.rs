@@ -42,7 +42,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 /// `<data dir>/maybe-sccache/bin` (`~/.local/share/maybe-sccache/bin` on Linux), else the same
 /// under the cache dir.
 fn default_dir() -> Option<PathBuf> {
-    let base = dirs::data_local_dir().or_else(dirs::cache_dir)?;
+    let base = crate::places::data_local_dir().or_else(crate::places::cache_dir)?;
     Some(base.join("maybe-sccache").join("bin"))
 }
 

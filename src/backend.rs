@@ -16,7 +16,9 @@
 use std::env;
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static")))]
+use std::net::ToSocketAddrs;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -235,7 +237,7 @@ pub fn probe(ep: &Endpoint, deadline: Instant) -> Answer {
     if ep.proxied {
         return Answer::Unknown("reached through a proxy".into());
     }
-    let addrs = match resolve(&ep.host, ep.port) {
+    let addrs = match resolve(&ep.host, ep.port, deadline) {
         Ok(addrs) => addrs,
         Err(answer) => return answer,
     };
@@ -257,21 +259,36 @@ pub fn probe(ep: &Endpoint, deadline: Instant) -> Answer {
     last
 }
 
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Answer> {
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Answer> {
     if host.eq_ignore_ascii_case("localhost") {
         return Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static"))]
+    let ips = resolve_with_getent(host, deadline)?;
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static")))]
+    let ips = {
+        let _ = deadline;
+        resolve_in_process(host, port)?
+    };
+    if ips.is_empty() {
+        return Err(Answer::NoSuchHost);
+    }
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
+}
+
+/// glibc's `getaddrinfo`, through std. Never called from a static glibc build: there it may load
+/// the system's NSS modules (`libnss_resolve`, `libnss_mdns4_minimal`, …) into a process without a
+/// dynamic libc, which crashes it.
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static")))]
+fn resolve_in_process(host: &str, port: u16) -> Result<Vec<IpAddr>, Answer> {
     match (host, port).to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                return Err(Answer::NoSuchHost);
-            }
-            Ok(addrs)
-        }
+        Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
         Err(e) => {
             // getaddrinfo's EAI_NONAME (glibc, musl, BSD wording) is definite; EAI_AGAIN and
             // the rest (no network, a DNS server that does not answer) are not.
@@ -289,6 +306,44 @@ fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Answer> {
             }
         }
     }
+}
+
+/// A static glibc build asks `getent ahosts`, which runs the system's own NSS configuration in a
+/// process of its own, within the probe's deadline. Exit code 2 is getent's "no such key"; any
+/// other failure (no getent, a time-out) proves nothing.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static")),
+    allow(dead_code)
+)]
+fn resolve_with_getent(host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Answer> {
+    let mut cmd = std::process::Command::new("getent");
+    cmd.args(["ahosts", "--", host])
+        .stdin(std::process::Stdio::null());
+    let left = deadline.saturating_duration_since(Instant::now());
+    let out = crate::child::run_bounded(cmd, left)
+        .map_err(|e| Answer::Unknown(format!("getent: {e}")))?;
+    match out.code {
+        Some(0) => Ok(getent_addresses(&out.stdout)),
+        Some(2) => Err(Answer::NoSuchHost),
+        _ => Err(Answer::Unknown(format!(
+            "getent ahosts failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
+/// The addresses of `getent ahosts` output (`<address> STREAM <name>` lines), first seen first.
+fn getent_addresses(stdout: &[u8]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let Some(ip) = line.split_whitespace().next().and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
 }
 
 fn converse(mut stream: TcpStream, ep: &Endpoint, deadline: Instant) -> Answer {
@@ -368,13 +423,13 @@ pub fn config_file_path() -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     let candidates: Vec<PathBuf> = if cfg!(target_os = "macos") {
-        [dirs::config_dir(), dirs::preference_dir()]
+        [crate::places::config_dir(), crate::places::preference_dir()]
             .into_iter()
             .flatten()
             .map(|d| d.join("Mozilla.sccache").join("config"))
             .collect()
     } else if cfg!(windows) {
-        dirs::config_dir()
+        crate::places::config_dir()
             .map(|d| {
                 d.join("Mozilla")
                     .join("sccache")
@@ -384,7 +439,7 @@ pub fn config_file_path() -> Option<PathBuf> {
             .into_iter()
             .collect()
     } else {
-        dirs::config_dir()
+        crate::places::config_dir()
             .map(|d| d.join("sccache").join("config"))
             .into_iter()
             .collect()

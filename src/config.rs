@@ -65,7 +65,7 @@ impl Config {
         let slow_call = seconds_var("MAYBE_SCCACHE_SLOW_CALL", DEFAULT_SLOW_CALL, &mut problems);
         let state_dir = match env::var_os("MAYBE_SCCACHE_STATE_DIR") {
             Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-            _ => dirs::cache_dir().map(|d| d.join("maybe-sccache")),
+            _ => crate::places::cache_dir().map(|d| d.join("maybe-sccache")),
         };
         // A state dir someone else controls is not used at all (one `stat`).
         let state_dir = state_dir.filter(|dir| match crate::state::trusted_dir(dir) {

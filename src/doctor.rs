@@ -432,11 +432,11 @@ fn location_words(location: &str) -> String {
 /// Where sccache keeps its local cache when `SCCACHE_DIR` is unset (its `ProjectDirs` rule).
 fn default_sccache_dir() -> Option<PathBuf> {
     if cfg!(target_os = "macos") {
-        dirs::cache_dir().map(|d| d.join("Mozilla.sccache"))
+        crate::places::cache_dir().map(|d| d.join("Mozilla.sccache"))
     } else if cfg!(windows) {
-        dirs::data_local_dir().map(|d| d.join("Mozilla").join("sccache").join("cache"))
+        crate::places::data_local_dir().map(|d| d.join("Mozilla").join("sccache").join("cache"))
     } else {
-        dirs::cache_dir().map(|d| d.join("sccache"))
+        crate::places::cache_dir().map(|d| d.join("sccache"))
     }
 }
 

@@ -84,7 +84,7 @@ pub fn on_path(program: impl AsRef<OsStr>, cwd: &Path) -> Option<PathBuf> {
 pub fn cargo_home() -> Option<PathBuf> {
     match env::var_os("CARGO_HOME") {
         Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
-        _ => dirs::home_dir().map(|h| h.join(".cargo")),
+        _ => crate::places::home_dir().map(|h| h.join(".cargo")),
     }
 }
 

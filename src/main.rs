@@ -13,6 +13,7 @@ mod fallback;
 mod forward;
 mod locate;
 mod logging;
+mod places;
 mod server;
 mod should_save;
 mod state;

@@ -557,7 +557,7 @@ impl Ctx<'_> {
 fn preinstall_shim(job: &Job) -> PathBuf {
     let bin = job.runner_temp.join("maybe-sccache/bin/maybe-sccache");
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    fs::copy(SHIM, &bin).unwrap();
+    fs::copy(shim_bin(), &bin).unwrap();
     bin
 }
 
@@ -894,7 +894,7 @@ fn action_cold_run_saves_and_warm_run_does_not() {
     assert!(out["reason"].contains("cache misses"), "{out:?}");
     assert_eq!(store.keys(), std::slice::from_ref(&key1));
     let up = |job: &Job| {
-        let r = run(job.command(SHIM).args(["status", "--json"]), SHORT);
+        let r = run(job.command(shim_bin()).args(["status", "--json"]), SHORT);
         json_from_str(&r.out()).unwrap()["sccache"]["server_up"].as_bool()
     };
     assert_eq!(up(&job), Some(false), "the save action stops the server");
@@ -1144,7 +1144,7 @@ fn action_retries_an_old_toolchain_with_stable() {
              while [ \"$1\" != --root ]; do shift; done\n\
              mkdir -p \"$2/bin\" && cp {shim} \"$2/bin/maybe-sccache\"\n",
             calls = sh_quote(calls.as_os_str()),
-            shim = sh_quote(std::ffi::OsStr::new(SHIM)),
+            shim = sh_quote(std::ffi::OsStr::new(shim_bin())),
         ),
     );
     write_script(

@@ -154,7 +154,7 @@ fn alias_is_idempotent_and_never_taken_for_sccache() {
     assert!(alias.starts_with(&sb.home), "{}", alias.display());
     assert_eq!(
         fs::read_link(&alias).unwrap(),
-        Path::new(SHIM).canonicalize().unwrap()
+        Path::new(shim_bin()).canonicalize().unwrap()
     );
     assert_eq!(make_alias(&sb), alias, "a second run gives the same alias");
     assert_eq!(fs::read_dir(alias.parent().unwrap()).unwrap().count(), 1);
@@ -165,7 +165,7 @@ fn alias_is_idempotent_and_never_taken_for_sccache() {
     assert_eq!(make_alias(&sb), alias);
     assert_eq!(
         fs::read_link(&alias).unwrap(),
-        Path::new(SHIM).canonicalize().unwrap()
+        Path::new(shim_bin()).canonicalize().unwrap()
     );
 
     // Even on PATH, and named by SCCACHE_PATH, the alias is not "the real sccache".

@@ -119,7 +119,7 @@ fn shim_copy_named_sccache_on_path_does_not_loop() {
     let log = sb.data.join("shim.log");
     sb.set_env("MAYBE_SCCACHE_LOG", "debug")
         .set_env("MAYBE_SCCACHE_LOG_FILE", &log);
-    fs::copy(SHIM, sb.bin.join("sccache")).unwrap();
+    fs::copy(shim_bin(), sb.bin.join("sccache")).unwrap();
     real_sccache_after_bin(&mut sb, sccache);
     let st = build_without_looping(&sb, &shim());
     assert_found_real(&sb, &st, sccache);
@@ -133,7 +133,7 @@ fn shim_copy_named_sccache_on_path_does_not_loop() {
 #[test]
 fn shim_symlink_named_sccache_on_path_does_not_loop() {
     let sb = Sandbox::new();
-    std::os::unix::fs::symlink(SHIM, sb.bin.join("sccache")).unwrap();
+    std::os::unix::fs::symlink(shim_bin(), sb.bin.join("sccache")).unwrap();
     assert_not_found(&build_without_looping(&sb, &shim()));
 }
 
@@ -142,7 +142,7 @@ fn shim_hardlink_named_sccache_on_path_does_not_loop() {
     let sb = Sandbox::new();
     // A private copy of the shim, hard-linked as `sccache`: both names are the same file.
     let wrapper = sb.data.join("maybe-sccache");
-    fs::copy(SHIM, &wrapper).unwrap();
+    fs::copy(shim_bin(), &wrapper).unwrap();
     fs::hard_link(&wrapper, sb.bin.join("sccache")).unwrap();
     assert_not_found(&build_without_looping(&sb, &wrapper));
 }
@@ -153,7 +153,7 @@ fn sccache_path_pointing_to_the_shim_does_not_loop() {
         return;
     };
     let mut sb = Sandbox::new();
-    sb.set_env("SCCACHE_PATH", SHIM);
+    sb.set_env("SCCACHE_PATH", shim_bin());
     real_sccache_after_bin(&mut sb, sccache);
     // Found via PATH, not SCCACHE_PATH: the shim skipped itself and went on looking.
     assert_found_real(&sb, &build_without_looping(&sb, &shim()), sccache);

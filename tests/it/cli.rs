@@ -32,7 +32,7 @@ fn version_exits_zero_on_stdout() {
 #[test]
 fn bare_call_prints_usage_to_stderr_and_exits_2() {
     let sb = Sandbox::new();
-    let r = run(&mut sb.command(SHIM), SHORT);
+    let r = run(&mut sb.command(shim_bin()), SHORT);
     assert_eq!(r.code(), Some(2), "{}", r.describe());
     assert!(
         r.stdout.is_empty(),

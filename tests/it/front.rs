@@ -104,7 +104,7 @@ fn shim_in(sb: &Sandbox, dir: &Path, args: &[&str]) -> Run {
 
 /// Puts this shim on `PATH` as `maybe-sccache`, as `cargo install` would.
 fn install_shim(sb: &Sandbox) {
-    std::os::unix::fs::symlink(SHIM, sb.bin.join("maybe-sccache")).unwrap();
+    std::os::unix::fs::symlink(shim_bin(), sb.bin.join("maybe-sccache")).unwrap();
 }
 
 /// The doctor finding whose text starts with `prefix` (after its `ok`/`FAIL`/… tag).
@@ -1185,7 +1185,7 @@ fn doctor_reads_cargo_config_as_cargo_does() {
         let sb = Sandbox::new();
         install_shim(&sb);
         fs::create_dir_all(sb.ws.join("tools")).unwrap();
-        std::os::unix::fs::symlink(SHIM, sb.ws.join("tools/maybe-sccache")).unwrap();
+        std::os::unix::fs::symlink(shim_bin(), sb.ws.join("tools/maybe-sccache")).unwrap();
         for (rel, text) in files {
             write_file(&sb.ws.join(rel), text, 0o644);
         }

@@ -208,7 +208,7 @@ fn panicking_sccache_client_is_not_taken_for_an_ice() {
             cmd.arg(format!("--reuid={NO_SUCH_USER}"))
                 .arg(format!("--regid={NO_SUCH_USER}"))
                 .arg("--clear-groups")
-                .arg(SHIM)
+                .arg(shim_bin())
                 .args(args)
                 .env_remove("HOME")
                 .env("TMPDIR", sb.data.as_os_str());

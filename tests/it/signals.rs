@@ -65,7 +65,7 @@ impl Tree {
         cmd.arg("-c")
             .arg(format!("{prelude}\nexec \"$@\""))
             .arg("sh")
-            .arg(SHIM)
+            .arg(shim_bin())
             .args(args)
             .env("SHIM_TEST_DIR", &self.sb.data)
             .stdin(Stdio::null())

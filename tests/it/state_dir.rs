@@ -104,3 +104,60 @@ fn state_files_are_never_followed_through_links() {
         sb.sccache_calls()
     );
 }
+
+/// A user with no `/etc/passwd` entry and no `HOME` (a container run with `--user 54321`, say).
+/// A static glibc build must never ask glibc's NSS for a home directory or a host name: that loads
+/// the system's NSS modules (`libnss_systemd`, …) into a process without a dynamic libc, and it
+/// crashes. Every call still compiles, with the compiler's output alone, and `status` answers.
+#[test]
+fn a_user_without_a_passwd_entry_or_home_still_builds() {
+    const TEST: &str = "a_user_without_a_passwd_entry_or_home_still_builds";
+    const NO_ENTRY: u32 = 54321;
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    assert!(
+        !passwd
+            .lines()
+            .any(|l| l.split(':').nth(2) == Some(&NO_ENTRY.to_string())),
+        "uid {NO_ENTRY} must have no /etc/passwd entry for this test"
+    );
+    let mut sb = Sandbox::new();
+    let fake = sb.fake_rustc(b"compiler out\n", b"compiler err\n", Ending::Exit(0));
+    sb.fake_sccache(FakeSccache::Healthy);
+    sb.set_env(
+        "SCCACHE_REDIS_ENDPOINT",
+        "redis://no-such-host.invalid:6379",
+    );
+    if !sb.run_unprivileged_as(TEST, NO_ENTRY) {
+        return;
+    }
+    let homeless = |mut cmd: std::process::Command| {
+        cmd.env_remove("HOME")
+            .env_remove("CARGO_HOME")
+            .env_remove("MAYBE_SCCACHE_STATE_DIR");
+        cmd
+    };
+    let r = run(
+        &mut homeless(sb.shim([
+            fake.path.as_os_str(),
+            "--crate-name".as_ref(),
+            "victim".as_ref(),
+            "--crate-type".as_ref(),
+            "lib".as_ref(),
+            "--emit=link".as_ref(),
+            "victim.rs".as_ref(),
+        ])),
+        SHORT,
+    );
+    assert_eq!(r.code(), Some(0), "the call must compile: {}", r.describe());
+    assert_eq!(r.out(), "compiler out\n", "{}", r.describe());
+    assert_eq!(r.err(), "compiler err\n", "{}", r.describe());
+    assert_eq!(fake.calls(), 1, "the compiler runs exactly once");
+
+    let r = run(&mut homeless(sb.shim(["status"])), SHORT);
+    assert_eq!(r.code(), Some(0), "status must answer: {}", r.describe());
+    assert!(
+        r.out().contains("no-such-host.invalid"),
+        "status names the backend: {}",
+        r.describe()
+    );
+}

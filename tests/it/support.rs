@@ -16,8 +16,22 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The binary under test.
-pub const SHIM: &str = env!("CARGO_BIN_EXE_maybe-sccache");
+/// The binary under test: the one cargo built for this test run, unless `MAYBE_SCCACHE_TEST_BIN`
+/// names another build of it (`.ci/run` runs the suite again against the statically linked release
+/// build that README's install line and the action make).
+pub fn shim_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("MAYBE_SCCACHE_TEST_BIN") {
+        Ok(bin) if !bin.is_empty() => {
+            assert!(
+                Path::new(&bin).is_file(),
+                "MAYBE_SCCACHE_TEST_BIN={bin} is not a file"
+            );
+            bin
+        }
+        _ => env!("CARGO_BIN_EXE_maybe-sccache").to_owned(),
+    })
+}
 
 /// Deadline for a single call of the shim (or of sccache) outside cargo.
 pub const SHORT: Duration = Duration::from_secs(60);
@@ -52,7 +66,7 @@ pub const RUSTC_WARNING: &str = "unused variable: `unused_thing`";
 pub const CLIPPY_WARNING: &str = "unneeded `return` statement";
 
 pub fn shim() -> PathBuf {
-    PathBuf::from(SHIM)
+    PathBuf::from(shim_bin())
 }
 
 pub fn in_ci() -> bool {
@@ -696,6 +710,12 @@ impl Sandbox {
     /// saying why) when that cannot be done; in CI it fails the test instead, since a
     /// permission test run as root tests nothing. Call it after writing the sandbox's files.
     pub fn run_unprivileged(&mut self, test: &str) -> bool {
+        self.run_unprivileged_as(test, UNPRIVILEGED_ID)
+    }
+
+    /// [`Sandbox::run_unprivileged`] as the user (and group) `id`, which need not have an entry
+    /// in `/etc/passwd`.
+    pub fn run_unprivileged_as(&mut self, test: &str, id: u32) -> bool {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return true;
@@ -721,14 +741,14 @@ impl Sandbox {
         // The built shim may sit under a directory the user cannot enter (/root, say).
         let copy = self.root().join("unprivileged").join("maybe-sccache");
         fs::create_dir_all(copy.parent().unwrap()).unwrap();
-        fs::copy(SHIM, &copy).unwrap();
+        fs::copy(shim_bin(), &copy).unwrap();
         self.shim_path = copy;
-        chown_tree(self.root(), UNPRIVILEGED_ID);
-        self.run_as = Some(UNPRIVILEGED_ID);
+        chown_tree(self.root(), id);
+        self.run_as = Some(id);
         let r = run(self.command("/bin/sh").args(["-c", "id -u"]), SHORT);
         assert_eq!(
             r.out().trim(),
-            UNPRIVILEGED_ID.to_string(),
+            id.to_string(),
             "{test}: setpriv did not drop privileges: {}",
             r.describe()
         );
@@ -750,7 +770,7 @@ impl Sandbox {
     pub fn cargo(&self, args: &[&str]) -> Command {
         let mut cmd = self.command(toolchain_bin().join("cargo"));
         cmd.args(args)
-            .env("RUSTC_WRAPPER", SHIM)
+            .env("RUSTC_WRAPPER", shim_bin())
             .current_dir(&self.ws);
         cmd
     }
