@@ -122,7 +122,6 @@ pub fn key() -> String {
 }
 
 fn key_of(address: &str, vars: impl Iterator<Item = (OsString, OsString)>) -> String {
-    use sha2::{Digest, Sha256};
     let mut vars: Vec<(OsString, OsString)> = vars
         .filter(|(name, _)| {
             let name = name.as_encoded_bytes();
@@ -135,7 +134,7 @@ fn key_of(address: &str, vars: impl Iterator<Item = (OsString, OsString)>) -> St
         })
         .collect();
     vars.sort();
-    let mut hash = Sha256::new();
+    let mut hash = Fnv1a::new();
     hash.update(address.as_bytes());
     for (name, value) in &vars {
         hash.update(b"\0");
@@ -150,10 +149,25 @@ fn key_of(address: &str, vars: impl Iterator<Item = (OsString, OsString)>) -> St
         let value = value.to_string_lossy();
         hash.update(crate::logging::redact(&value, &[]).as_bytes());
     }
-    hash.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:016x}", hash.0)
+}
+
+/// FNV-1a, 64 bits. The key only has to tell servers apart in file names; a SHA-2 implementation
+/// would also probe the CPU's features (`cpuid`, which traps to the hypervisor in a virtual
+/// machine) on every forwarded call.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// A backend variable whose value is a credential (`SCCACHE_REDIS_PASSWORD`,
@@ -168,6 +182,13 @@ fn is_credential(name: &str) -> bool {
 pub fn is_up() -> bool {
     match address() {
         Addr::Tcp(port) => {
+            // Asking the kernel is ten times cheaper than a TCP handshake, and does not wake the
+            // server. Only "yes" is taken from it: "no" (after which the caller starts a server)
+            // is checked by connecting.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if listening::tcp_loopback(port) == Some(true) {
+                return true;
+            }
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
         }
@@ -401,6 +422,172 @@ pub fn server_pid() -> Option<u32> {
     return listener::sccache_listening_at(&address()).map(|pid| pid as u32);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     None
+}
+
+/// Whether a TCP socket listens on 127.0.0.1, asked of the kernel through `sock_diag` netlink (the
+/// interface of `ss`): one exact lookup, no connection, no server woken up.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod listening {
+    use std::mem::size_of;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    // From linux/netlink.h, linux/sock_diag.h and linux/inet_diag.h: stable kernel ABI.
+    const NETLINK_SOCK_DIAG: libc::c_int = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLMSG_ERROR: u16 = 2;
+    const TCP_LISTEN: u8 = 10;
+
+    #[repr(C)]
+    struct NlMsgHdr {
+        len: u32,
+        kind: u16,
+        flags: u16,
+        seq: u32,
+        pid: u32,
+    }
+
+    /// `struct inet_diag_req_v2` with its `inet_diag_sockid`, behind the netlink header.
+    #[repr(C)]
+    struct Request {
+        hdr: NlMsgHdr,
+        family: u8,
+        protocol: u8,
+        ext: u8,
+        pad: u8,
+        states: u32,
+        sport: [u8; 2],
+        dport: [u8; 2],
+        src: [u8; 16],
+        dst: [u8; 16],
+        interface: u32,
+        cookie: [u32; 2],
+    }
+
+    /// `Some(true)` when a TCP socket listens on 127.0.0.1:`port` (or on any address at that
+    /// port), `Some(false)` when the kernel says there is none, `None` when it cannot be asked.
+    pub fn tcp_loopback(port: u16) -> Option<bool> {
+        // SAFETY: plain socket creation; a non-negative result is a new descriptor owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let request = Request {
+            hdr: NlMsgHdr {
+                len: size_of::<Request>() as u32,
+                kind: SOCK_DIAG_BY_FAMILY,
+                flags: NLM_F_REQUEST,
+                seq: 1,
+                pid: 0,
+            },
+            family: libc::AF_INET as u8,
+            protocol: libc::IPPROTO_TCP as u8,
+            ext: 0,
+            pad: 0,
+            states: 1 << TCP_LISTEN,
+            sport: port.to_be_bytes(),
+            dport: [0; 2],
+            src,
+            dst: [0; 16],
+            interface: 0,
+            // INET_DIAG_NOCOOKIE: any socket, not one known by its cookie.
+            cookie: [u32::MAX; 2],
+        };
+        // SAFETY: the request is a plain `repr(C)` value that outlives the call. An unconnected
+        // netlink socket sends to the kernel.
+        let sent = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                (&request as *const Request).cast(),
+                size_of::<Request>(),
+                0,
+            )
+        };
+        if sent != size_of::<Request>() as isize {
+            return None;
+        }
+        // The kernel answers before `send` returns; never wait for it.
+        let mut buf = [0u64; 64];
+        // SAFETY: `buf` is writable for its whole size for the duration of the call.
+        let got = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                size_of_val(&buf),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let got = usize::try_from(got).ok()?;
+        let bytes: &[u8] =
+            // SAFETY: the first `got` bytes of `buf` were written by `recv`; u8 has no alignment.
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), got.min(size_of_val(&buf))) };
+        answer(bytes)
+    }
+
+    /// Reads the kernel's reply: an `inet_diag_msg` of a listening socket, or `ENOENT`.
+    fn answer(reply: &[u8]) -> Option<bool> {
+        let header = size_of::<NlMsgHdr>();
+        if reply.len() < header + 4 {
+            return None;
+        }
+        let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+        let body = &reply[header..];
+        match kind {
+            // `inet_diag_msg` starts with the family and the state.
+            SOCK_DIAG_BY_FAMILY => Some(body[1] == TCP_LISTEN),
+            NLMSG_ERROR => {
+                let errno = -i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
+                (errno == libc::ENOENT).then_some(false)
+            }
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn finds_a_listener_and_its_absence() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            assert_eq!(tcp_loopback(port), Some(true));
+            // A connected socket on that port is not a listener.
+            let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            drop(listener);
+            assert_eq!(tcp_loopback(port), Some(false));
+        }
+
+        #[test]
+        fn reads_replies() {
+            let reply = |kind: u16, body: &[u8]| {
+                let mut r = vec![0u8; size_of::<NlMsgHdr>()];
+                r[4..6].copy_from_slice(&kind.to_ne_bytes());
+                r.extend_from_slice(body);
+                r
+            };
+            let listen = reply(SOCK_DIAG_BY_FAMILY, &[2, TCP_LISTEN, 0, 0]);
+            assert_eq!(answer(&listen), Some(true));
+            let established = reply(SOCK_DIAG_BY_FAMILY, &[2, 1, 0, 0]);
+            assert_eq!(answer(&established), Some(false));
+            let enoent = reply(NLMSG_ERROR, &(-libc::ENOENT).to_ne_bytes());
+            assert_eq!(answer(&enoent), Some(false));
+            let eperm = reply(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes());
+            assert_eq!(answer(&eperm), None);
+            assert_eq!(answer(&listen[..10]), None);
+            assert_eq!(answer(&reply(3, &[0; 4])), None);
+        }
+    }
 }
 
 /// Finding the process that listens at the server's address, from `/proc`.

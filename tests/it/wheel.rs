@@ -44,12 +44,15 @@ fn wheel_installs_a_working_shim() {
     let wheels = sb.data.join("wheels");
     // Its own target dir: the test binary's build lock is not this build's business. Not
     // offline: cargo metadata wants the crates of every platform in Cargo.lock.
+    // README's wheel line: statically linked on Linux.
     let mut build = Command::new(&maturin);
     build
         .args(["build", "--release", "--locked", "--out"])
         .arg(&wheels)
         .current_dir(root)
         .env("CARGO_TARGET_DIR", root.join("target/wheel"))
+        .env("RUSTFLAGS", STATIC_RUSTFLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_BUILD_TARGET");
     run(&mut build, Duration::from_secs(900)).assert_success();
@@ -91,6 +94,13 @@ fn wheel_installs_a_working_shim() {
         version.out(),
         format!("maybe-sccache {}\n", env!("CARGO_PKG_VERSION"))
     );
+    if !STATIC_RUSTFLAGS.is_empty() {
+        assert!(
+            !has_interpreter(&installed),
+            "README's wheel line gives a statically linked binary: {}",
+            installed.display()
+        );
+    }
 
     // The fixture, built through the installed shim and the real sccache.
     sb.install_real_sccache(sccache);
@@ -109,4 +119,29 @@ fn wheel_installs_a_working_shim() {
             .is_some_and(|n| n >= LIB_CRATES),
         "the library crates went through sccache: {j:?}"
     );
+}
+
+/// README's `RUSTFLAGS` for this host.
+const STATIC_RUSTFLAGS: &str = if cfg!(all(target_os = "linux", target_env = "gnu")) {
+    "-C target-feature=+crt-static"
+} else {
+    ""
+};
+
+/// Does this ELF file name a dynamic loader (a `PT_INTERP` program header)?
+pub fn has_interpreter(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.starts_with(b"\x7fELF\x02\x01"),
+        "a 64-bit little-endian ELF file"
+    );
+    let word = |at: usize, len: usize| {
+        let mut v = 0u64;
+        for (i, b) in bytes[at..at + len].iter().enumerate() {
+            v |= u64::from(*b) << (8 * i);
+        }
+        v as usize
+    };
+    let (phoff, phentsize, phnum) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
+    (0..phnum).any(|i| word(phoff + i * phentsize, 4) == 3)
 }
