@@ -23,6 +23,14 @@ impl From<ExitCode> for Exit {
     }
 }
 
+/// The byte an `ExitCode` holds (std keeps it private; every one this program makes comes from a
+/// byte).
+pub fn byte_of(code: ExitCode) -> u8 {
+    (0..=u8::MAX)
+        .find(|&b| ExitCode::from(b) == code)
+        .unwrap_or(1)
+}
+
 /// The code to hand to `std::process::exit` for a compiler's exit code. Windows keeps all 32 bits.
 /// A Unix exit status has 8, and a code beyond them (which no Unix child can produce, but which
 /// must never turn into success) keeps its low byte, or becomes 1 when that byte is 0.

@@ -1,5 +1,8 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
+// On Unix the process starts at C's `main` below, not in std's runtime: see `start`.
+#![cfg_attr(all(unix, not(test)), no_main)]
+
 mod alias;
 mod backend;
 mod cache_key;
@@ -27,7 +30,33 @@ use std::process::ExitCode;
 
 use fallback::Exit;
 
-fn main() -> ExitCode {
+/// Where a Unix process starts. std's own start-up would also install a stack-overflow guard for
+/// the main thread, and glibc finds that thread's stack by reading `/proc/self/maps`: about
+/// 0.07 ms on every compiler call, for a message on a stack overflow the shim never has (it
+/// does not recurse). The rest of std's start-up that matters is done here: standard streams
+/// that are closed are opened on `/dev/null` (so no buffer or socket of the shim's takes their
+/// number), and a panic exits with 101, as it would from std's `main`. `SIGPIPE` keeps the
+/// disposition cargo gave (std would ignore it in the shim and restore it for children; the
+/// compiler gets the same either way).
+#[cfg(all(unix, not(test)))]
+#[no_mangle]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    child::open_closed_standard_streams();
+    let code = std::panic::catch_unwind(exit_code).unwrap_or(101);
+    // `process::exit` flushes stdout first, as a return from std's `main` would.
+    std::process::exit(code)
+}
+
+#[cfg(not(all(unix, not(test))))]
+fn main() {
+    std::process::exit(exit_code())
+}
+
+/// The process's exit code: the compiler's whole, or one this program decided.
+fn exit_code() -> i32 {
     let exit = match run() {
         Ok(exit) => exit,
         Err(err) => {
@@ -39,10 +68,9 @@ fn main() -> ExitCode {
         }
     };
     match exit {
-        Exit::Code(code) => code,
-        // `ExitCode` holds one byte; a compiler's code is passed on whole. Like a return from
-        // main, `process::exit` flushes stdout first.
-        Exit::Compiler(code) => std::process::exit(fallback::process_exit_code(code)),
+        Exit::Code(code) => i32::from(fallback::byte_of(code)),
+        // `ExitCode` holds one byte; a compiler's code is passed on whole.
+        Exit::Compiler(code) => fallback::process_exit_code(code),
     }
 }
 

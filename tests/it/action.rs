@@ -1136,7 +1136,7 @@ fn action_retries_an_old_toolchain_with_stable() {
     write_script(
         &tools.join("cargo"),
         &format!(
-            "echo \"$*\" >> {calls}\n\
+            "echo \"RUSTFLAGS=$RUSTFLAGS $*\" >> {calls}\n\
              if [ \"$1\" != +stable ]; then\n\
              \x20 echo 'error: rustc 1.70.0 is not supported by maybe-sccache (rust-version 1.80)' >&2\n\
              \x20 exit 101\n\
@@ -1166,16 +1166,66 @@ fn action_retries_an_old_toolchain_with_stable() {
     let calls: Vec<&str> = calls.lines().collect();
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(
-        calls[0].starts_with("install --locked --path "),
+        calls[0].starts_with(&format!("RUSTFLAGS={STATIC} install --locked --path ")),
         "{calls:?}"
     );
     assert!(
-        calls[1].starts_with("+stable install --locked"),
+        calls[1].starts_with(&format!("RUSTFLAGS={STATIC} +stable install --locked")),
         "{calls:?}"
     );
     assert_eq!(
         store.keys().len(),
         1,
         "the binary built with stable is cached"
+    );
+}
+
+/// README's static link flags (the stand-in runner is Linux).
+const STATIC: &str = "-C target-feature=+crt-static";
+
+/// A Linux runner whose toolchain cannot link statically (no glibc `libc.a`): the install is
+/// retried without the flags, and the job gets a working (dynamically linked) shim.
+#[test]
+fn action_falls_back_to_a_dynamic_build_when_static_linking_fails() {
+    let sb = Sandbox::new();
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let mut job = Job::new(&sb, &store, "nolibca", "32");
+    let tools = sb.data.join("no-libc-a-bin");
+    let calls = sb.data.join("cargo-calls");
+    write_script(
+        &tools.join("cargo"),
+        &format!(
+            "echo \"RUSTFLAGS=$RUSTFLAGS $*\" >> {calls}\n\
+             if [ -n \"$RUSTFLAGS\" ]; then\n\
+             \x20 echo '/usr/bin/ld: cannot find -lc: No such file or directory' >&2\n\
+             \x20 exit 101\n\
+             fi\n\
+             while [ \"$1\" != --root ]; do shift; done\n\
+             mkdir -p \"$2/bin\" && cp {shim} \"$2/bin/maybe-sccache\"\n",
+            calls = sh_quote(calls.as_os_str()),
+            shim = sh_quote(std::ffi::OsStr::new(shim_bin())),
+        ),
+    );
+    // No stable toolchain to retry with: only the flags change.
+    write_script(&tools.join("rustup"), "exit 1\n");
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    job.set("PATH", path);
+    job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
+    assert_no_warnings(&job);
+    exported_wrapper(&job);
+    let calls = fs::read_to_string(&calls).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with(&format!("RUSTFLAGS={STATIC} install --locked --path ")),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("RUSTFLAGS= install --locked --path "),
+        "{calls:?}"
     );
 }

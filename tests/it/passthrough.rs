@@ -462,3 +462,43 @@ fn silent_by_default_even_when_falling_back() {
     }
     assert!(!sb.sccache_calls().is_empty(), "sccache was never tried");
 }
+
+/// A wrapper may be started with a standard stream closed (by a daemon, or `cmd >&-` in a
+/// script). The files the shim opens itself must not take that stream's number: here its log
+/// file would become the compiler's stdout. Runs without sccache, so the compiler is exec'd with
+/// the shim's own descriptors.
+#[test]
+fn a_closed_stdout_is_not_taken_by_the_shims_log_file() {
+    use std::os::unix::process::CommandExt;
+    let mut sb = Sandbox::new();
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let fake = sb.fake_rustc(b"to stdout\n", b"to stderr\n", Ending::Exit(0));
+    let mut cmd = sb.shim([
+        fake.path.as_os_str(),
+        "--crate-name".as_ref(),
+        "victim".as_ref(),
+        "--crate-type".as_ref(),
+        "lib".as_ref(),
+        "--emit=link".as_ref(),
+        "victim.rs".as_ref(),
+    ]);
+    // SAFETY: `close` is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let r = run(&mut cmd, SHORT);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    assert_eq!(r.err(), "to stderr\n", "{}", r.describe());
+    assert_eq!(fake.calls(), 1, "the compiler runs exactly once");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("crate victim"), "the call was logged: {log:?}");
+    assert!(
+        !log.contains("to stdout"),
+        "the compiler's stdout must not land in the shim's log: {log:?}"
+    );
+}
