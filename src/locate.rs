@@ -101,7 +101,6 @@ pub fn exe_name() -> OsString {
 #[derive(Default)]
 struct SelfId {
     loaded: bool,
-    path: Option<PathBuf>,
     meta: Option<fs::Metadata>,
 }
 
@@ -110,10 +109,9 @@ impl SelfId {
     fn is(&mut self, candidate: &Path) -> bool {
         if !self.loaded {
             self.loaded = true;
-            self.path = env::current_exe().ok();
-            self.meta = self.path.as_ref().and_then(|p| fs::metadata(p).ok());
+            self.meta = own_metadata();
         }
-        let (Some(my_path), Some(mine)) = (&self.path, &self.meta) else {
+        let Some(mine) = &self.meta else {
             return false;
         };
         let Ok(theirs) = fs::metadata(candidate) else {
@@ -124,8 +122,19 @@ impl SelfId {
         }
         // A copy: only worth reading when the sizes match, which real sccache (tens of MB)
         // never does with this small program.
-        mine.len() == theirs.len() && same_contents(my_path, candidate)
+        mine.len() == theirs.len()
+            && env::current_exe().is_ok_and(|me| same_contents(&me, candidate))
     }
+}
+
+/// This program's file. On Linux `/proc/self/exe` leads to it: one `stat`, where finding its path
+/// first would cost a `readlink` as well.
+fn own_metadata() -> Option<fs::Metadata> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Ok(meta) = fs::metadata("/proc/self/exe") {
+        return Some(meta);
+    }
+    fs::metadata(env::current_exe().ok()?).ok()
 }
 
 #[cfg(unix)]
