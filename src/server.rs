@@ -293,14 +293,25 @@ fn error_log_problem() -> Option<String> {
 /// (`cache_location`, e.g. `Local disk: "/path"` or `Redis: redis://…`, as sccache words it),
 /// plus its raw statistics.
 pub fn stats(sccache: &Path, timeout: Duration) -> Option<serde_json::Value> {
+    stats_or_why(sccache, timeout).ok()
+}
+
+/// [`stats`], or why there are none: the reason starts with [`crate::child::SHIM_TROUBLE`] when
+/// the shim itself could not ask (no descriptors or memory left), which says nothing of sccache.
+fn stats_or_why(sccache: &Path, timeout: Duration) -> Result<serde_json::Value, String> {
     let mut cmd = Command::new(sccache);
     cmd.args(["--show-stats", "--stats-format", "json"])
         .stdin(Stdio::null());
-    let Output { code, stdout, .. } = run_bounded(cmd, timeout).ok()?;
+    let Output { code, stdout, .. } = run_bounded(cmd, timeout)?;
     if code != Some(0) {
-        return None;
+        return Err(format!("sccache --show-stats exited with {code:?}"));
     }
-    let json: serde_json::Value = serde_json::from_slice(&stdout).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&stdout)
+        .map_err(|e| format!("sccache --show-stats printed no JSON: {e}"))?;
+    parse_stats(&json).ok_or_else(|| "sccache --show-stats printed no statistics".into())
+}
+
+fn parse_stats(json: &serde_json::Value) -> Option<serde_json::Value> {
     let stats = json.get("stats")?;
     let num = |k: &str| stats.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     let per_language = |k: &str| -> u64 {
@@ -356,7 +367,13 @@ const PROBE_ANSWER: Duration = Duration::from_secs(5);
 /// Then a fresh server is started, which checks the backend. `Ok` when one is up.
 pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
     if is_up() {
-        if stats(sccache, PROBE_ANSWER).is_none() {
+        let answer = stats_or_why(sccache, PROBE_ANSWER);
+        if let Err(why) = &answer {
+            if why.starts_with(crate::child::SHIM_TROUBLE) {
+                return Err(StartFailure(why.clone()));
+            }
+        }
+        if answer.is_err() {
             if !stop_hung(sccache) {
                 return Err(StartFailure(format!(
                     "hung: the sccache server at {} did not answer within {} s and could not \

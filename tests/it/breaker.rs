@@ -481,3 +481,55 @@ fn running_out_of_file_descriptors_does_not_open_the_breaker() {
         "no limit ran out just as sccache was started"
     );
 }
+
+/// The same shortage in the half-open probe, as the shim asks the listening server for its
+/// statistics: the shim could not ask, which says nothing of the server. It is neither taken for
+/// a hung server (killed, breaker re-opened as `hung`) nor trusted: the call compiles directly and
+/// the breaker stays as it was, half-open, for the next call to probe.
+#[test]
+fn running_out_of_file_descriptors_in_the_half_open_probe_blames_no_one() {
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_LOG", "info");
+    sb.fake_sccache(FakeSccache::Healthy);
+    let fake = sb.fake_rustc(b"", b"", Ending::Exit(0));
+    let args = cacheable_args("src/lib.rs", &sb.data);
+    // Something listens at the server's address, so the probe asks it for statistics first.
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", sb.port)).unwrap();
+    let breaker = sb.breaker_file();
+    let mut shortages = 0;
+    for limit in 4..=32 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let before = format!(
+            "open_until {}\nfailed_at {now}\nreason start-failed: test\n",
+            now - 1
+        );
+        fs::write(&breaker, &before).unwrap();
+        let mut cmd = sb.command("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$@\""))
+            .arg("sh")
+            .arg(shim())
+            .arg(&fake.path)
+            .args(&args);
+        let r = run(&mut cmd, SHORT);
+        let err = r.err();
+        // Below some limit the shim cannot even read the breaker (and then never probes).
+        if !err.contains("fallback no-resources") || err.contains("breaker state unreadable") {
+            continue;
+        }
+        shortages += 1;
+        assert_eq!(
+            fs::read_to_string(&breaker).unwrap(),
+            before,
+            "limit {limit}: the breaker stays as it was: {}",
+            r.describe()
+        );
+    }
+    assert!(
+        shortages > 0,
+        "no limit ran out just as the probe asked for statistics"
+    );
+}
