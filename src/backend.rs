@@ -805,6 +805,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn getent_output_gives_each_address_once_in_order() {
+        let out = b"::1             STREAM localhost\n::1             DGRAM  \n\
+                    127.0.0.1       STREAM \n127.0.0.1       DGRAM  \n\
+                    not-an-address  STREAM x\n\n";
+        let ips = getent_addresses(out);
+        assert_eq!(
+            ips,
+            vec![
+                "::1".parse::<IpAddr>().unwrap(),
+                "127.0.0.1".parse::<IpAddr>().unwrap()
+            ]
+        );
+    }
+
+    /// The path a static glibc build takes, run here whatever the build: the system's own
+    /// `getent`, which every glibc system has.
+    #[test]
+    fn getent_resolves_and_knows_names_that_do_not_exist() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ips = resolve_with_getent("localhost", deadline).expect("localhost resolves");
+        assert!(ips.iter().all(|ip| ip.is_loopback()), "{ips:?}");
+        assert!(!ips.is_empty());
+        // `.invalid` never resolves (RFC 6761); without DNS at all the answer is "unknown".
+        match resolve_with_getent("no-such-host.invalid", deadline) {
+            Err(Answer::NoSuchHost) | Err(Answer::Unknown(_)) => {}
+            other => panic!("no-such-host.invalid: {other:?}"),
+        }
+    }
+
+    #[test]
     fn urls() {
         let hp = |u: &str| split_url(u).map(|p| (p.scheme, p.host, p.port));
         assert_eq!(
