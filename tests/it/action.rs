@@ -1124,35 +1124,37 @@ fn action_installs_isolated_from_the_job_and_caches_the_binary() {
     assert_eq!(store.keys(), keys);
 }
 
-/// A job that pins a toolchain older than maybe-sccache's `rust-version`: the install is retried
-/// with rustup's stable toolchain, when there is one.
-#[test]
-fn action_retries_an_old_toolchain_with_stable() {
-    let sb = Sandbox::new();
-    let store = CacheStore::new(sb.data.join("cache-store"));
-    let mut job = Job::new(&sb, &store, "old", "31");
-    let tools = sb.data.join("old-toolchain-bin");
+/// README's static link flags (the stand-in runner is Linux).
+const STATIC: &str = "-C target-feature=+crt-static";
+
+/// Runs the set-up action with stand-ins for `cargo` and `rustup` ahead on `PATH`. The stand-in
+/// cargo records `RUSTFLAGS=<flags> <arguments>` for every call and fails with `error` when the
+/// shell test `fails_if` holds; otherwise it installs the shim under test. Returns the calls.
+fn install_with_stand_ins(
+    sb: &Sandbox,
+    job: &mut Job,
+    fails_if: &str,
+    error: &str,
+    rustup: &str,
+) -> Vec<String> {
+    let tools = sb.data.join("stand-in-bin");
     let calls = sb.data.join("cargo-calls");
     write_script(
         &tools.join("cargo"),
         &format!(
             "echo \"RUSTFLAGS=$RUSTFLAGS $*\" >> {calls}\n\
-             if [ \"$1\" != +stable ]; then\n\
-             \x20 echo 'error: rustc 1.70.0 is not supported by maybe-sccache (rust-version 1.80)' >&2\n\
+             if {fails_if}; then\n\
+             \x20 echo {error} >&2\n\
              \x20 exit 101\n\
              fi\n\
              while [ \"$1\" != --root ]; do shift; done\n\
              mkdir -p \"$2/bin\" && cp {shim} \"$2/bin/maybe-sccache\"\n",
             calls = sh_quote(calls.as_os_str()),
+            error = sh_quote(std::ffi::OsStr::new(error)),
             shim = sh_quote(std::ffi::OsStr::new(shim_bin())),
         ),
     );
-    write_script(
-        &tools.join("rustup"),
-        "[ \"$1 $2\" = 'toolchain list' ] || exit 1\n\
-         echo 'stable-x86_64-unknown-linux-gnu'\n\
-         echo '1.70-x86_64-unknown-linux-gnu (default)'\n",
-    );
+    write_script(&tools.join("rustup"), rustup);
     let path = format!(
         "{}:{}",
         tools.display(),
@@ -1160,10 +1162,31 @@ fn action_retries_an_old_toolchain_with_stable() {
     );
     job.set("PATH", path);
     job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
-    assert_no_warnings(&job);
-    exported_wrapper(&job);
-    let calls = fs::read_to_string(&calls).unwrap();
-    let calls: Vec<&str> = calls.lines().collect();
+    assert_no_warnings(job);
+    exported_wrapper(job);
+    fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A job that pins a toolchain older than maybe-sccache's `rust-version`: the install is retried
+/// with rustup's stable toolchain, when there is one.
+#[test]
+fn action_retries_an_old_toolchain_with_stable() {
+    let sb = Sandbox::new();
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let mut job = Job::new(&sb, &store, "old", "31");
+    let calls = install_with_stand_ins(
+        &sb,
+        &mut job,
+        "[ \"$1\" != +stable ]",
+        "error: rustc 1.70.0 is not supported by maybe-sccache (rust-version 1.80)",
+        "[ \"$1 $2\" = 'toolchain list' ] || exit 1\n\
+         echo 'stable-x86_64-unknown-linux-gnu'\n\
+         echo '1.70-x86_64-unknown-linux-gnu (default)'\n",
+    );
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(
         calls[0].starts_with(&format!("RUSTFLAGS={STATIC} install --locked --path ")),
@@ -1180,9 +1203,6 @@ fn action_retries_an_old_toolchain_with_stable() {
     );
 }
 
-/// README's static link flags (the stand-in runner is Linux).
-const STATIC: &str = "-C target-feature=+crt-static";
-
 /// A Linux runner whose toolchain cannot link statically (no glibc `libc.a`): the install is
 /// retried without the flags, and the job gets a working (dynamically linked) shim.
 #[test]
@@ -1190,35 +1210,14 @@ fn action_falls_back_to_a_dynamic_build_when_static_linking_fails() {
     let sb = Sandbox::new();
     let store = CacheStore::new(sb.data.join("cache-store"));
     let mut job = Job::new(&sb, &store, "nolibca", "32");
-    let tools = sb.data.join("no-libc-a-bin");
-    let calls = sb.data.join("cargo-calls");
-    write_script(
-        &tools.join("cargo"),
-        &format!(
-            "echo \"RUSTFLAGS=$RUSTFLAGS $*\" >> {calls}\n\
-             if [ -n \"$RUSTFLAGS\" ]; then\n\
-             \x20 echo '/usr/bin/ld: cannot find -lc: No such file or directory' >&2\n\
-             \x20 exit 101\n\
-             fi\n\
-             while [ \"$1\" != --root ]; do shift; done\n\
-             mkdir -p \"$2/bin\" && cp {shim} \"$2/bin/maybe-sccache\"\n",
-            calls = sh_quote(calls.as_os_str()),
-            shim = sh_quote(std::ffi::OsStr::new(shim_bin())),
-        ),
-    );
     // No stable toolchain to retry with: only the flags change.
-    write_script(&tools.join("rustup"), "exit 1\n");
-    let path = format!(
-        "{}:{}",
-        tools.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let calls = install_with_stand_ins(
+        &sb,
+        &mut job,
+        "[ -n \"$RUSTFLAGS\" ]",
+        "/usr/bin/ld: cannot find -lc: No such file or directory",
+        "exit 1\n",
     );
-    job.set("PATH", path);
-    job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
-    assert_no_warnings(&job);
-    exported_wrapper(&job);
-    let calls = fs::read_to_string(&calls).unwrap();
-    let calls: Vec<&str> = calls.lines().collect();
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(
         calls[0].starts_with(&format!("RUSTFLAGS={STATIC} install --locked --path ")),

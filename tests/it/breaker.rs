@@ -2,6 +2,7 @@
 //! sccache: an early cache error does not count against a later slow call, a hung server is
 //! stopped and replaced, and missing temporary files are not sccache's fault.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -435,6 +436,18 @@ fn errors_rising_during_a_watched_call_open_the_breaker() {
     assert_ne!(before, after, "the probe started a fresh server");
 }
 
+/// One call of the shim, through `compiler`, with at most `limit` file descriptors open.
+fn call_with_fd_limit(sb: &Sandbox, limit: u32, compiler: &Path, args: &[OsString]) -> Run {
+    let mut cmd = sb.command("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$@\""))
+        .arg("sh")
+        .arg(shim())
+        .arg(compiler)
+        .args(args);
+    run(&mut cmd, SHORT)
+}
+
 /// Running out of file descriptors just as sccache is to be started is the shim's (or the
 /// machine's) trouble, not sccache's: the call compiles directly and the breaker stays as it was.
 /// The limit is swept upwards, so that whichever descriptor the shim runs out on (its output
@@ -450,14 +463,7 @@ fn running_out_of_file_descriptors_does_not_open_the_breaker() {
     let mut shortages = 0;
     for limit in 4..=32 {
         let trips_before = trips(&sb.status_json());
-        let mut cmd = sb.command("/bin/sh");
-        cmd.arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$@\""))
-            .arg("sh")
-            .arg(shim())
-            .arg(&fake.path)
-            .args(&args);
-        let r = run(&mut cmd, SHORT);
+        let r = call_with_fd_limit(&sb, limit, &fake.path, &args);
         let err = r.err();
         if !(err.contains("fallback no-resources") || err.contains("fallback temp-files")) {
             continue;
@@ -507,14 +513,7 @@ fn running_out_of_file_descriptors_in_the_half_open_probe_blames_no_one() {
             now - 1
         );
         fs::write(&breaker, &before).unwrap();
-        let mut cmd = sb.command("/bin/sh");
-        cmd.arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$@\""))
-            .arg("sh")
-            .arg(shim())
-            .arg(&fake.path)
-            .args(&args);
-        let r = run(&mut cmd, SHORT);
+        let r = call_with_fd_limit(&sb, limit, &fake.path, &args);
         let err = r.err();
         // Below some limit the shim cannot even read the breaker (and then never probes).
         if !err.contains("fallback no-resources") || err.contains("breaker state unreadable") {

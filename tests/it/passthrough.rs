@@ -475,15 +475,7 @@ fn a_closed_stdout_is_not_taken_by_the_shims_log_file() {
     sb.set_env("MAYBE_SCCACHE_LOG", "info");
     sb.set_env("MAYBE_SCCACHE_LOG_FILE", &log);
     let fake = sb.fake_rustc(b"to stdout\n", b"to stderr\n", Ending::Exit(0));
-    let mut cmd = sb.shim([
-        fake.path.as_os_str(),
-        "--crate-name".as_ref(),
-        "victim".as_ref(),
-        "--crate-type".as_ref(),
-        "lib".as_ref(),
-        "--emit=link".as_ref(),
-        "victim.rs".as_ref(),
-    ]);
+    let mut cmd = sb.shim(fake_call(&fake));
     // SAFETY: `close` is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

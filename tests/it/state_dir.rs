@@ -136,18 +136,7 @@ fn a_user_without_a_passwd_entry_or_home_still_builds() {
             .env_remove("MAYBE_SCCACHE_STATE_DIR");
         cmd
     };
-    let r = run(
-        &mut homeless(sb.shim([
-            fake.path.as_os_str(),
-            "--crate-name".as_ref(),
-            "victim".as_ref(),
-            "--crate-type".as_ref(),
-            "lib".as_ref(),
-            "--emit=link".as_ref(),
-            "victim.rs".as_ref(),
-        ])),
-        SHORT,
-    );
+    let r = run(&mut homeless(sb.shim(fake_call(&fake))), SHORT);
     assert_eq!(r.code(), Some(0), "the call must compile: {}", r.describe());
     assert_eq!(r.out(), "compiler out\n", "{}", r.describe());
     assert_eq!(r.err(), "compiler err\n", "{}", r.describe());

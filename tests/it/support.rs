@@ -506,6 +506,22 @@ pub struct FakeRustc {
     calls: PathBuf,
 }
 
+/// The arguments of a shim call of `fake` on a one-file library, `victim.rs`.
+pub fn fake_call(fake: &FakeRustc) -> Vec<OsString> {
+    let mut args = vec![fake.path.clone().into_os_string()];
+    for a in [
+        "--crate-name",
+        "victim",
+        "--crate-type",
+        "lib",
+        "--emit=link",
+        "victim.rs",
+    ] {
+        args.push(a.into());
+    }
+    args
+}
+
 impl FakeRustc {
     /// The arguments of the last call, byte for byte.
     pub fn argv(&self) -> Vec<Vec<u8>> {
