@@ -320,6 +320,9 @@ fn resolve_with_getent(host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Ans
     cmd.args(["ahosts", "--", host])
         .stdin(std::process::Stdio::null());
     let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Answer::Silent);
+    }
     let out = crate::child::run_bounded(cmd, left)
         .map_err(|e| Answer::Unknown(format!("getent: {e}")))?;
     match out.code {

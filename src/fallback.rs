@@ -152,6 +152,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_byte_of_an_exit_code() {
+        assert_eq!(byte_of(ExitCode::SUCCESS), 0);
+        assert_eq!(byte_of(ExitCode::FAILURE), 1);
+        for b in [2, 101, 127, 255] {
+            assert_eq!(byte_of(ExitCode::from(b)), b);
+        }
+    }
+
+    #[test]
     fn exit_codes_are_kept_whole() {
         let access_violation = 0xC000_0005_u32 as i32;
         assert_eq!(

@@ -1,6 +1,6 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
-// On Unix the process starts at C's `main` below, not in std's runtime: see `start`.
+// On Unix the process starts at C's `main` below, not in std's runtime: see there why.
 #![cfg_attr(all(unix, not(test)), no_main)]
 
 mod alias;
@@ -32,8 +32,8 @@ use fallback::Exit;
 
 /// Where a Unix process starts. std's own start-up would also install a stack-overflow guard for
 /// the main thread, and glibc finds that thread's stack by reading `/proc/self/maps`: about
-/// 0.07 ms on every compiler call, for a message on a stack overflow the shim never has (it
-/// does not recurse). The rest of std's start-up that matters is done here: standard streams
+/// 0.04 ms of start-up (measured on `--version`, statically linked) on every compiler call, for a
+/// message on a stack overflow the shim never has (it does not recurse). The rest of std's start-up that matters is done here: standard streams
 /// that are closed are opened on `/dev/null` (so no buffer or socket of the shim's takes their
 /// number), and a panic exits with 101, as it would from std's `main`. `SIGPIPE` keeps the
 /// disposition cargo gave (std would ignore it in the shim and restore it for children; the

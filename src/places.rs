@@ -11,7 +11,7 @@ use std::env;
 use std::path::PathBuf;
 
 /// Is this a statically linked glibc build (see README, "Install")?
-pub const STATIC_GLIBC: bool = cfg!(all(
+const STATIC_GLIBC: bool = cfg!(all(
     target_os = "linux",
     target_env = "gnu",
     target_feature = "crt-static"
