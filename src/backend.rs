@@ -229,6 +229,15 @@ pub fn precheck() -> Option<String> {
     })
 }
 
+/// Does the configured remote backend answer now? `true` only when there is one and every
+/// endpoint that was probed answered (within the pre-check's time); a local cache gives `false`.
+pub fn answers() -> bool {
+    let backends = detect();
+    let answers = probe_all(&backends, PRECHECK_TIMEOUT);
+    let mut all = answers.iter().flatten().peekable();
+    all.peek().is_some() && all.all(|a| *a == Answer::Answers)
+}
+
 /// How long the pre-check before a server start may take, all endpoints together.
 pub const PRECHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 

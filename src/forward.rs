@@ -27,6 +27,8 @@ pub struct Captured {
     /// sccache's error counters when the watchdog first looked (`watch_after` into the call):
     /// the baseline that tells whether errors rose while this call was slow.
     pub errors_when_watched: Option<u64>,
+    /// Every look of the watchdog found a compile running (see `watch::Shared`).
+    pub always_compiling: bool,
 }
 
 /// The meaning of a finished sccache call.
@@ -126,10 +128,10 @@ pub fn run_sccache(
     // A blocking wait: the shim learns of the end of the call the moment it happens.
     let status = child.inner().wait()?;
     let elapsed = started.elapsed();
-    let (stuck, errors_when_watched) = {
+    let (stuck, errors_when_watched, always_compiling) = {
         let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
         w.finished = true;
-        (w.stuck.take(), w.errors_when_watched)
+        (w.stuck.take(), w.errors_when_watched, w.always_compiling)
     };
     if let Some(why) = stuck {
         return Ok(Ran::Hung(why));
@@ -148,6 +150,7 @@ pub fn run_sccache(
         stderr: child::read_back(&mut err)?,
         elapsed,
         errors_when_watched,
+        always_compiling,
     }))
 }
 
@@ -350,6 +353,7 @@ mod tests {
             stderr: stderr.into(),
             elapsed: Duration::ZERO,
             errors_when_watched: None,
+            always_compiling: false,
         }
     }
 

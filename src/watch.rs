@@ -46,6 +46,9 @@ pub struct Shared {
     /// sccache's error counters at the watchdog's first look: the baseline that tells whether
     /// errors rose while this call was slow.
     pub errors_when_watched: Option<u64>,
+    /// Every look found the server's compiler at work: the call was slow because its compile was.
+    /// `false` once a look found the server idle, or could not tell (no `/proc`).
+    pub always_compiling: bool,
 }
 
 /// When the watchdog first looks at a call (from its start): `FIRST_CHECK`, or `slow_call` if
@@ -127,7 +130,9 @@ impl Watcher {
             if let Ok(mut s) = shared.lock() {
                 if s.errors_when_watched.is_none() {
                     s.errors_when_watched = self.errors_at_start;
+                    s.always_compiling = true;
                 }
+                s.always_compiling &= obs.compiler_at_work == Some(true);
             }
             log::debug!(
                 "watchdog {} s into the call: {obs:?} -> {verdict:?}",

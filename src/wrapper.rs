@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::backend;
 use crate::classify::{self, Family};
 use crate::config::Config;
 use crate::fallback::{self, Exit};
@@ -126,7 +127,8 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
                 captured.elapsed.as_millis()
             );
             if let Some(before) = captured.errors_when_watched {
-                check_backend_after_slow_call(&config, &sccache, &key, before);
+                let always_compiling = captured.always_compiling;
+                check_backend_after_slow_call(&config, &sccache, &key, before, always_compiling);
             }
             Ok(fallback::exit_code_of(code))
         }
@@ -257,18 +259,37 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
 /// since then, its backend is failing (a dead Redis makes every call wait out read and write
 /// time-outs): open the breaker. The server is left running for the calls still in it; the probe
 /// after the cooldown replaces it with one that checks the backend afresh.
-fn check_backend_after_slow_call(config: &Config, sccache: &Path, key: &str, before: u64) {
+///
+/// The counters are the whole server's, though. When every look found this call's compile at
+/// work, the compile is what made it slow, and the rise may be another call's error or one failed
+/// write (a full Redis refuses writes and still serves hits): then a backend that answers now
+/// keeps the breaker closed.
+fn check_backend_after_slow_call(
+    config: &Config,
+    sccache: &Path,
+    key: &str,
+    before: u64,
+    always_compiling: bool,
+) {
     let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
         return;
     };
-    if errors > before {
-        state::trip(
-            config.state_dir.as_deref(),
-            key,
-            config.cooldown,
-            &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
-        );
+    if errors <= before {
+        return;
     }
+    if always_compiling && backend::answers() {
+        log::info!(
+            "sccache error counters rose from {before} to {errors} during a slow compile, but the \
+             backend answers: breaker left closed"
+        );
+        return;
+    }
+    state::trip(
+        config.state_dir.as_deref(),
+        key,
+        config.cooldown,
+        &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
+    );
 }
 
 /// Hands sccache's buffered output to cargo, byte for byte. A closed pipe is not the shim's

@@ -710,6 +710,69 @@ fn long_compile(secs: u64, black_hole_during: bool) {
     drop(service);
 }
 
+/// A full Redis (`maxmemory` reached, no eviction) refuses every write at once and still serves
+/// hits and answers `PING`. A compile that keeps the server busy past the watchdog's first look
+/// ends with sccache's write-error counter up by one: its own result could not be stored. That
+/// is no reason to stop caching (nothing waited on the backend, and hits still come), so the
+/// breaker stays closed. The watchdog saw a compile at work on every look, and the backend answers.
+#[test]
+fn a_slow_compile_whose_result_a_full_redis_refuses_leaves_the_breaker_closed() {
+    let test = "a_slow_compile_whose_result_a_full_redis_refuses_leaves_the_breaker_closed";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(program) = require(Kind::Redis, test) else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::start(Kind::Redis, &program, data.path());
+    let mut redis = TcpStream::connect(("127.0.0.1", service.port)).unwrap();
+    redis.write_all(b"CONFIG SET maxmemory 1\r\n").unwrap();
+    let mut reply = [0u8; 64];
+    let n = redis.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"+OK\r\n", "Redis took the memory limit");
+    let (mut sb, expected) = sandbox(Kind::Redis, service.port, 2, sccache);
+    // Crate l2 takes 7 s to compile: past the watchdog's first look, at 5 s.
+    let slow = sb.bin.join("slow-rustc");
+    write_script(
+        &slow,
+        &format!(
+            "case \" $* \" in *' --crate-name l2 '*) case \"$*\" in *--print*) ;; \
+             *metadata,link*) sleep 7;; esac;; esac\nexec {} \"$@\"\n",
+            sh_quote(toolchain_rustc().as_os_str())
+        ),
+    );
+    sb.set_env("RUSTC", &slow);
+    sb.set_env("MAYBE_SCCACHE_LOG", "debug");
+    sb.set_env("MAYBE_SCCACHE_LOG_FILE", sb.data.join("shim.log"));
+    let (r, _) = timed_build(&sb, &["build", "--offline", "-j1"]);
+    let log = fs::read_to_string(sb.data.join("shim.log")).unwrap_or_default();
+    assert!(
+        r.status.success() && count(&r.all(), "sccache") == 0,
+        "{}\n--- shim log ---\n{log}",
+        r.describe()
+    );
+    assert_app_prints(&sb, &expected);
+    assert!(
+        log.contains("compiler_at_work: Some(true)"),
+        "the watchdog looked at the running compile: {log}"
+    );
+    let stats = sb.sccache_stats(sccache);
+    let write_errors = stats
+        .path(&["stats", "cache_write_errors"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    assert!(write_errors >= 1, "Redis refused the writes: {stats:?}");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}\n{log}");
+    assert_eq!(breaker_reason(&st), "", "{st:?}");
+    assert!(
+        log.contains("breaker left closed"),
+        "the rise was seen and judged: {log}"
+    );
+    drop(service);
+}
+
 #[test]
 fn a_sixty_second_compile_is_never_abandoned() {
     long_compile(60, false);
