@@ -44,8 +44,11 @@ struct ForeignListener {
 }
 
 impl ForeignListener {
-    fn on(port: u16) -> ForeignListener {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the foreign listener");
+    /// On a port of its own from the start (the kernel picks it), which the test then gives the
+    /// sandbox as its server port: nothing can take that port between choosing and binding it.
+    fn start() -> ForeignListener {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the foreign listener");
+        let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -94,7 +97,8 @@ fn foreign_listener_on_the_server_port_falls_back_whatever_sccache_logs() {
             if let Some(log) = log {
                 sb.set_env("SCCACHE_LOG", log);
             }
-            let _foreign = ForeignListener::on(sb.port);
+            let foreign = ForeignListener::start();
+            sb.set_env("SCCACHE_SERVER_PORT", foreign.port.to_string());
             let expected = write_libs(&sb.ws, 2, true);
             sb.install_real_sccache(&sccache);
             // The fault is real: sccache alone fails on it.
