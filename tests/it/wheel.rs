@@ -129,7 +129,7 @@ const STATIC_RUSTFLAGS: &str = if cfg!(all(target_os = "linux", target_env = "gn
 };
 
 /// Does this ELF file name a dynamic loader (a `PT_INTERP` program header)?
-pub fn has_interpreter(path: &Path) -> bool {
+fn has_interpreter(path: &Path) -> bool {
     let bytes = std::fs::read(path).unwrap();
     assert!(
         bytes.starts_with(b"\x7fELF\x02\x01"),
