@@ -60,29 +60,6 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
     })
 }
 
-/// Opens `/dev/null` on any of the standard streams (0, 1, 2) that is closed, as std's runtime
-/// does before `main`: otherwise the first file the shim opens (an output buffer, say) would take
-/// that number, and the compiler's output could land in it. One `poll` when all three are open.
-#[cfg(all(unix, not(test)))]
-pub fn open_closed_standard_streams() {
-    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    });
-    // SAFETY: three valid pollfds for the duration of the call; a zero timeout never blocks.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
-    if n <= 0 {
-        return;
-    }
-    for pfd in fds {
-        if pfd.revents & libc::POLLNVAL != 0 {
-            // SAFETY: a constant C string; the lowest free number, the closed stream's, is used.
-            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-        }
-    }
-}
-
 /// Waits for `child` until `deadline`; `None` if it is still running then.
 pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     let mut pause = Duration::from_millis(1);

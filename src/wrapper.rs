@@ -6,7 +6,10 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -20,7 +23,45 @@ use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state::{self, Event};
 
-pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
+/// Whether sccache or the compiler may have started for this call: after that, a panic of the
+/// shim's own must not start the compiler again.
+static COMPILER_MAY_HAVE_RUN: AtomicBool = AtomicBool::new(false);
+
+/// `run`, with a panic of the shim's own turned into a direct compile while the compiler has not
+/// run yet: a bug in the shim must not cost the build its compile. After sccache or the compiler
+/// started, the call ends with 101 instead, so nothing runs twice. The panic's message goes to the
+/// log, not to stderr, where cargo would show it as the compiler's.
+pub fn run_guarded(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("maybe-sccache panicked: {info}")
+    }));
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run(&compiler, &args))) {
+        Ok(exit) => exit,
+        Err(_) if !COMPILER_MAY_HAVE_RUN.load(Ordering::SeqCst) => {
+            Ok(fallback::run_compiler(&compiler, &args)?)
+        }
+        Err(_) => Ok(ExitCode::from(101).into()),
+    }
+}
+
+/// Marks the point after which the compiler may be at work for this call.
+fn compiler_may_run_from_now() {
+    COMPILER_MAY_HAVE_RUN.store(true, Ordering::SeqCst);
+}
+
+/// Test builds only: panics at a named point of a call, so the tests can show what a bug of the
+/// shim's own does there. Release builds have no such hook.
+#[cfg(debug_assertions)]
+fn test_panic_at(point: &str) {
+    if std::env::var_os("MAYBE_SCCACHE_TEST_PANIC").is_some_and(|p| p == point) {
+        panic!("test panic at {point}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn test_panic_at(_point: &str) {}
+
+fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
     let config = Config::from_env();
     for (var, problem) in &config.problems {
         log::warn!("{var}: {problem}");
@@ -63,6 +104,8 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     }
 
     // 3. Forward, and judge what sccache did.
+    test_panic_at("before-compile");
+    compiler_may_run_from_now();
     let ran = forward::run_sccache(&sccache, &compiler, &args, config.depth, config.slow_call);
     let captured = match ran {
         Ok(Ran::Finished(captured)) => captured,
@@ -86,6 +129,7 @@ pub fn run(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
             return compile_directly(state_dir, "spawn-failed", &compiler, &args);
         }
     };
+    test_panic_at("after-compile");
     match forward::judge(&captured) {
         Verdict::SccacheFailed(reason) => {
             let text = String::from_utf8_lossy(&captured.stderr);

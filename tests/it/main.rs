@@ -15,6 +15,7 @@ mod breaker;
 mod c_cpp;
 mod cargo_builds;
 mod cli;
+mod entry;
 mod fallback;
 mod front;
 mod judgement;
