@@ -67,18 +67,18 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
         log::warn!("{var}: {problem}");
     }
     let state_dir = config.state_dir.as_deref();
-    let family = Family::of(&compiler, &args);
+    let family = Family::of(compiler, args);
 
     // 1. Calls that must not or cannot use sccache go straight to the compiler.
-    if let Some(reason) = skip_reason(&config, family, &args) {
+    if let Some(reason) = skip_reason(&config, family, args) {
         let lang = family.as_str();
         log::info!(
             "bypass {reason} ({lang}){}: {}",
-            classify::subject(&args),
+            classify::subject(args),
             compiler.to_string_lossy()
         );
         state::record(state_dir, Event::Bypassed, reason);
-        return Ok(fallback::run_compiler(&compiler, &args)?);
+        return Ok(fallback::run_compiler(compiler, args)?);
     }
 
     // 2. No sccache, or an sccache known to be broken: the compiler alone.
@@ -89,35 +89,35 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
         }
         Lookup::NotFound { looked } => {
             log::debug!("sccache not found; looked at {}", looked.join(", "));
-            return compile_directly(state_dir, "not-found", &compiler, &args);
+            return compile_directly(state_dir, "not-found", compiler, args);
         }
     };
     // A compiler that cannot be found is not sccache's problem: let it fail on its own, so the
     // breaker does not open over it.
-    if !compiler_exists(&compiler) {
-        return compile_directly(state_dir, "compiler-not-found", &compiler, &args);
+    if !compiler_exists(compiler) {
+        return compile_directly(state_dir, "compiler-not-found", compiler, args);
     }
     // The breaker and the start lock belong to the server this environment points at.
     let key = server::key();
     if let Err(reason) = ensure_usable(&config, &sccache, &key) {
-        return compile_directly(state_dir, reason, &compiler, &args);
+        return compile_directly(state_dir, reason, compiler, args);
     }
 
     // 3. Forward, and judge what sccache did.
     test_panic_at("before-compile");
     compiler_may_run_from_now();
-    let ran = forward::run_sccache(&sccache, &compiler, &args, config.depth, config.slow_call);
+    let ran = forward::run_sccache(&sccache, compiler, args, config.depth, config.slow_call);
     let captured = match ran {
         Ok(Ran::Finished(captured)) => captured,
         Ok(Ran::Hung(why)) => {
             state::trip(state_dir, &key, config.cooldown, &why);
             server::stop_hung(&sccache);
-            return compile_directly(state_dir, "hung", &compiler, &args);
+            return compile_directly(state_dir, "hung", compiler, args);
         }
         Ok(Ran::ShimTrouble { reason, detail }) => {
             // Not sccache's fault: the breaker stays as it is.
             log::warn!("{reason}: {detail}");
-            return compile_directly(state_dir, reason, &compiler, &args);
+            return compile_directly(state_dir, reason, compiler, args);
         }
         Err(e) => {
             state::trip(
@@ -126,7 +126,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 config.cooldown,
                 &format!("spawn-failed: {e:#}"),
             );
-            return compile_directly(state_dir, "spawn-failed", &compiler, &args);
+            return compile_directly(state_dir, "spawn-failed", compiler, args);
         }
     };
     test_panic_at("after-compile");
@@ -135,7 +135,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             let text = String::from_utf8_lossy(&captured.stderr);
             log::info!(
                 "fallback {reason}{}: {}",
-                classify::subject(&args),
+                classify::subject(args),
                 compiler.to_string_lossy()
             );
             log::debug!("sccache said: {}", text.trim_end());
@@ -143,7 +143,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             // sccache's error may have been about this call's input (a missing source file
             // makes its hashing fail) rather than about sccache. Only a compile that works
             // without sccache proves sccache at fault, so the compiler runs as a child here.
-            let status = fallback::run_compiler_child(&compiler, &args)?;
+            let status = fallback::run_compiler_child(compiler, args)?;
             if status.success() {
                 let detail = text.lines().next().unwrap_or("");
                 state::trip(
@@ -155,7 +155,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             }
             Ok(fallback::exit_code_of_status(status))
         }
-        Verdict::Unsupported => compile_directly(state_dir, "unsupported", &compiler, &args),
+        Verdict::Unsupported => compile_directly(state_dir, "unsupported", compiler, args),
         Verdict::Compiled(code) => {
             state::record(state_dir, Event::Forwarded, "-");
             if forward::compiled_locally(&captured.stderr) {
@@ -167,7 +167,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             );
             log::info!(
                 "forward{}: exit {code} in {} ms",
-                classify::subject(&args),
+                classify::subject(args),
                 captured.elapsed.as_millis()
             );
             if let Some(before) = captured.errors_when_watched {
@@ -184,7 +184,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             );
             log::info!(
                 "forward{}: compiler killed by signal {sig}",
-                classify::subject(&args)
+                classify::subject(args)
             );
             Ok(fallback::die_by_signal(sig))
         }
