@@ -1,31 +1,21 @@
 //! maybe-sccache: a fail-open `RUSTC_WRAPPER`. See README.md, "Architecture", for the codemap.
 
-mod alias;
 mod backend;
-mod cache_key;
-mod cargo_config;
+mod call;
 mod child;
 mod classify;
-mod cli;
+mod cmd;
 mod config;
-mod doctor;
-mod fallback;
-mod forward;
-mod locate;
 mod logging;
 mod places;
 mod server;
-mod should_save;
 mod state;
-mod status;
-mod watch;
-mod wrapper;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-use fallback::Exit;
+use call::exec::{self, Exit};
 
 /// std's own `main`: on every target it fills `std::env::args`, opens `/dev/null` on closed
 /// standard streams and ignores `SIGPIPE` in this process (a log FIFO or a stderr whose reader
@@ -43,16 +33,16 @@ fn exit_code() -> i32 {
         Err(err) => {
             // A closed or broken stderr is not a reason to panic.
             let _ = writeln!(std::io::stderr(), "maybe-sccache: error: {err:#}");
-            match err.downcast_ref::<fallback::CannotRun>() {
+            match err.downcast_ref::<exec::CannotRun>() {
                 Some(cannot_run) => ExitCode::from(cannot_run.exit_code()).into(),
                 None => ExitCode::from(2).into(),
             }
         }
     };
     match exit {
-        Exit::Code(code) => i32::from(fallback::byte_of(code)),
+        Exit::Code(code) => i32::from(exec::byte_of(code)),
         // `ExitCode` holds one byte; a compiler's code is passed on whole.
-        Exit::Compiler(code) => fallback::process_exit_code(code),
+        Exit::Compiler(code) => exec::process_exit_code(code),
     }
 }
 
@@ -60,7 +50,7 @@ fn exit_code() -> i32 {
 fn run() -> anyhow::Result<Exit> {
     logging::init();
     let mut args = std::env::args_os();
-    let as_sccache = alias::invoked_as_sccache(args.next().as_ref());
+    let as_sccache = cmd::alias::invoked_as_sccache(args.next().as_ref());
     let rest: Vec<OsString> = args.collect();
     // Under the alias's name, sccache's own options (and no arguments) are the real sccache's.
     if as_sccache
@@ -68,17 +58,17 @@ fn run() -> anyhow::Result<Exit> {
             .first()
             .is_none_or(|a| a.as_encoded_bytes().starts_with(b"-"))
     {
-        return alias::to_real_sccache(&rest);
+        return cmd::alias::to_real_sccache(&rest);
     }
     let mut args = rest.into_iter();
     let Some(first) = args.next() else {
-        let _ = std::io::stderr().write_all(cli::USAGE.as_bytes());
+        let _ = std::io::stderr().write_all(cmd::USAGE.as_bytes());
         return Ok(ExitCode::from(2).into());
     };
     let rest: Vec<OsString> = args.collect();
     match first.to_str() {
         Some("--help" | "-h" | "help") => {
-            let _ = std::io::stdout().write_all(cli::USAGE.as_bytes());
+            let _ = std::io::stdout().write_all(cmd::USAGE.as_bytes());
             Ok(ExitCode::SUCCESS.into())
         }
         Some("--version" | "-V") => {
@@ -89,10 +79,10 @@ fn run() -> anyhow::Result<Exit> {
             );
             Ok(ExitCode::SUCCESS.into())
         }
-        Some(command) if cli::is_subcommand(command) => cli::run(command, rest).map(Exit::from),
+        Some(command) if cmd::is_subcommand(command) => cmd::run(command, rest).map(Exit::from),
         Some(flag) if flag.starts_with('-') => {
             anyhow::bail!("unknown option {flag:?}; see `maybe-sccache --help`")
         }
-        _ => wrapper::run_guarded(first, rest),
+        _ => call::wrapper::run_guarded(first, rest),
     }
 }

@@ -301,7 +301,7 @@ fn rustc_program() -> Result<(PathBuf, String)> {
         return Ok((PathBuf::from(rustc), described));
     }
     let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match crate::locate::on_path("rustc", &cwd) {
+    match crate::call::locate::on_path("rustc", &cwd) {
         Some(path) => Ok((path, "rustc on PATH".to_owned())),
         None => bail!(
             "cannot find rustc: RUSTC is unset and there is no rustc on PATH; install a Rust \

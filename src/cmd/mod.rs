@@ -10,14 +10,16 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::alias;
-use crate::cache_key;
 use crate::config::Config;
-use crate::doctor;
 use crate::server;
-use crate::should_save;
 use crate::state;
-use crate::status;
+
+pub mod alias;
+mod cache_key;
+mod cargo_config;
+mod doctor;
+mod should_save;
+mod status;
 
 pub const USAGE: &str = "\
 maybe-sccache: a fail-open RUSTC_WRAPPER that uses sccache when it can and rustc when it must

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::backend;
+use crate::call::exec::{self, Exit};
+use crate::call::forward::{self, Ran, Verdict};
+use crate::call::locate::{self, Lookup};
 use crate::classify::{self, Family};
 use crate::config::Config;
-use crate::fallback::{self, Exit};
-use crate::forward::{self, Ran, Verdict};
-use crate::locate::{self, Lookup};
 use crate::server;
 use crate::state::{self, Event};
 
@@ -38,7 +38,7 @@ pub fn run_guarded(compiler: OsString, args: Vec<OsString>) -> Result<Exit> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| run(&compiler, &args))) {
         Ok(exit) => exit,
         Err(_) if !COMPILER_MAY_HAVE_RUN.load(Ordering::SeqCst) => {
-            Ok(fallback::run_compiler(&compiler, &args)?)
+            Ok(exec::run_compiler(&compiler, &args)?)
         }
         Err(_) => Ok(ExitCode::from(101).into()),
     }
@@ -78,7 +78,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             compiler.to_string_lossy()
         );
         state::record(state_dir, Event::Bypassed, reason);
-        return Ok(fallback::run_compiler(compiler, args)?);
+        return Ok(exec::run_compiler(compiler, args)?);
     }
 
     // 2. No sccache, or an sccache known to be broken: the compiler alone.
@@ -143,7 +143,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             // sccache's error may have been about this call's input (a missing source file
             // makes its hashing fail) rather than about sccache. Only a compile that works
             // without sccache proves sccache at fault, so the compiler runs as a child here.
-            let status = fallback::run_compiler_child(compiler, args)?;
+            let status = exec::run_compiler_child(compiler, args)?;
             if status.success() {
                 let detail = text.lines().next().unwrap_or("");
                 state::trip(
@@ -153,7 +153,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                     &format!("{reason}: {detail}"),
                 );
             }
-            Ok(fallback::exit_code_of_status(status))
+            Ok(exec::exit_code_of_status(status))
         }
         Verdict::Unsupported => compile_directly(state_dir, "unsupported", compiler, args),
         Verdict::Compiled(code) => {
@@ -174,7 +174,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 let always_compiling = captured.always_compiling;
                 check_backend_after_slow_call(&config, &sccache, &key, before, always_compiling);
             }
-            Ok(fallback::exit_code_of(code))
+            Ok(exec::exit_code_of(code))
         }
         Verdict::CompilerKilled(sig) => {
             state::record(state_dir, Event::Forwarded, "-");
@@ -186,7 +186,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 "forward{}: compiler killed by signal {sig}",
                 classify::subject(args)
             );
-            Ok(fallback::die_by_signal(sig))
+            Ok(exec::die_by_signal(sig))
         }
     }
 }
@@ -226,7 +226,7 @@ fn compile_directly(
         compiler.to_string_lossy()
     );
     state::record(state_dir, Event::Fallback, reason);
-    Ok(fallback::run_compiler(compiler, args)?)
+    Ok(exec::run_compiler(compiler, args)?)
 }
 
 /// The breaker and the server: `Ok` when a forwarded call can go to a running server, else the

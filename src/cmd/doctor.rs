@@ -11,15 +11,15 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Answer, Backend};
-use crate::cache_key;
-use crate::cargo_config::{self, Wrapper};
+use crate::call::locate::{self, Lookup};
 use crate::child::{run_bounded, Output};
+use crate::cmd::cache_key;
+use crate::cmd::cargo_config::{self, Wrapper};
+use crate::cmd::status::VERSION_TIMEOUT;
 use crate::config::{Config, DEFAULT_START_TIMEOUT};
-use crate::locate::{self, Lookup};
 use crate::logging;
 use crate::server;
 use crate::state;
-use crate::status::VERSION_TIMEOUT;
 
 pub const USAGE: &str = "usage: maybe-sccache doctor [--strict]";
 

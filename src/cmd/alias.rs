@@ -16,9 +16,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::call::exec;
+use crate::call::locate::{self, Lookup};
 use crate::config::Config;
-use crate::fallback;
-use crate::locate::{self, Lookup};
 
 pub const USAGE: &str = "usage: maybe-sccache alias [--dir DIR]";
 
@@ -117,10 +117,10 @@ pub fn invoked_as_sccache(argv0: Option<&OsString>) -> bool {
 
 /// `sccache --show-stats` and the like, called through the alias: hands the call to the real
 /// sccache (`exec` on Unix), or says in one line that there is none.
-pub fn to_real_sccache(args: &[OsString]) -> Result<fallback::Exit> {
+pub fn to_real_sccache(args: &[OsString]) -> Result<exec::Exit> {
     let config = Config::from_env();
     match locate::find_sccache(&config) {
-        Lookup::Found { path, .. } => Ok(fallback::run_compiler(path.as_os_str(), args)?),
+        Lookup::Found { path, .. } => Ok(exec::run_compiler(path.as_os_str(), args)?),
         Lookup::NotFound { looked } => {
             let what = args
                 .first()

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::backend;
+use crate::call::locate::{self, Lookup};
 use crate::child::{run_bounded, Output};
 use crate::config::Config;
-use crate::locate::{self, Lookup};
 use crate::logging;
 use crate::server;
 use crate::state;

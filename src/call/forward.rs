@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::call::watch;
 use crate::child;
 use crate::config::DEPTH_VAR;
-use crate::watch;
 
 /// What sccache left behind.
 pub struct Captured {

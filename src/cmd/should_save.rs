@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
+use crate::call::locate::{self, Lookup};
 use crate::config::Config;
-use crate::locate::{self, Lookup};
 use crate::server;
 
 pub const USAGE: &str = "usage: maybe-sccache should-save [--threshold PERCENT] [--github-output]";
