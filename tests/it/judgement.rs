@@ -16,21 +16,26 @@ use std::time::{Duration, Instant};
 use crate::resilience::{assert_app_prints, breaker_state, counter, write_libs};
 use crate::support::*;
 
-/// The sccache versions to judge: the real 0.16, and the older one when it is given (CI gives it,
-/// and then it must be there).
+/// The sccache versions to judge: the real 0.16, and the older and the newest release when they
+/// are given (CI gives both, and then they must be there).
 pub fn sccaches(test: &str) -> Vec<(&'static str, PathBuf)> {
     let Some(current) = require_sccache(test) else {
         return Vec::new();
     };
     let mut all = vec![("current", current.to_owned())];
-    match std::env::var_os("MAYBE_SCCACHE_TEST_SCCACHE_OLD").filter(|v| !v.is_empty()) {
-        Some(old) => {
-            let old = PathBuf::from(old);
-            assert_real_sccache("MAYBE_SCCACHE_TEST_SCCACHE_OLD", &old);
-            all.push(("old", old));
+    for (name, var) in [
+        ("old", "MAYBE_SCCACHE_TEST_SCCACHE_OLD"),
+        ("newest", "MAYBE_SCCACHE_TEST_SCCACHE_NEWEST"),
+    ] {
+        match std::env::var_os(var).filter(|v| !v.is_empty()) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                assert_real_sccache(var, &path);
+                all.push((name, path));
+            }
+            None if in_ci() => panic!("{test}: CI is set but {var} is not"),
+            None => eprintln!("{test}: {var} not set, that sccache release skipped"),
         }
-        None if in_ci() => panic!("{test}: CI is set but MAYBE_SCCACHE_TEST_SCCACHE_OLD is not"),
-        None => eprintln!("{test}: MAYBE_SCCACHE_TEST_SCCACHE_OLD not set, older sccache skipped"),
     }
     all
 }
