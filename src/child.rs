@@ -148,6 +148,30 @@ pub fn spawn_in_own_group(cmd: &mut Command) -> io::Result<GroupChild> {
     Ok(GroupChild { child })
 }
 
+/// Runs `cmd` in this process's own group (the terminal and cargo reach it as they would the
+/// compiler itself) and waits for it. An ending signal that reaches this process meanwhile is
+/// passed on to the child, and this process waits for the child to end before it ends by that
+/// signal: no compiler is left behind writing outputs after its caller has gone.
+pub fn run_in_foreground(cmd: &mut Command) -> io::Result<ExitStatus> {
+    #[cfg(unix)]
+    {
+        signals::install();
+        let spawning = signals::Spawning::begin();
+        let child = cmd.spawn();
+        if let Ok(child) = &child {
+            signals::set_foreground(child.id());
+        }
+        spawning.end_foreground(child.is_ok());
+        let mut child = child?;
+        let status = child.wait();
+        signals::set_foreground(0);
+        signals::die_if_pending();
+        status
+    }
+    #[cfg(not(unix))]
+    cmd.status()
+}
+
 impl GroupChild {
     pub fn inner(&mut self) -> &mut Child {
         &mut self.child
@@ -180,6 +204,22 @@ mod signals {
     /// Children being started right now, and an ending signal that arrived meanwhile (0: none).
     static SPAWNING: AtomicUsize = AtomicUsize::new(0);
     static PENDING: AtomicI32 = AtomicI32::new(0);
+
+    /// A child in this process's own group that this process waits for (0: none): an ending
+    /// signal is passed on to it, and the waiting thread ends this process once it has ended.
+    static FOREGROUND: AtomicI32 = AtomicI32::new(0);
+
+    pub fn set_foreground(pid: u32) {
+        FOREGROUND.store(pid as i32, Ordering::SeqCst);
+    }
+
+    /// The foreground child has ended: a signal that arrived meanwhile ends this process now.
+    pub fn die_if_pending() {
+        let sig = PENDING.load(Ordering::SeqCst);
+        if sig != 0 {
+            die(sig);
+        }
+    }
 
     const ENDING: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -239,6 +279,27 @@ mod signals {
                 pass_on_and_die(sig);
             }
         }
+
+        /// The foreground child is registered (`started`) or could not be started: a signal
+        /// held back meanwhile is passed on to it (the caller then waits for it and ends by the
+        /// signal), or, with no child, ends this process now.
+        pub fn end_foreground(self, started: bool) {
+            SPAWNING.fetch_sub(1, Ordering::SeqCst);
+            let sig = PENDING.load(Ordering::SeqCst);
+            if sig == 0 {
+                return;
+            }
+            let foreground = FOREGROUND.load(Ordering::SeqCst);
+            if started && foreground > 0 {
+                // SAFETY: our own unreaped child. It may get the signal twice, if it also
+                // arrived after the child was registered; an ending signal twice is harmless.
+                unsafe {
+                    libc::kill(foreground, sig);
+                }
+                return;
+            }
+            pass_on_and_die(sig);
+        }
     }
 
     extern "C" fn on_signal(sig: libc::c_int) {
@@ -246,6 +307,15 @@ mod signals {
         // only then look whether a start is under way (which will pass it on and end us).
         PENDING.store(sig, Ordering::SeqCst);
         pass_on(sig);
+        let foreground = FOREGROUND.load(Ordering::SeqCst);
+        if foreground > 0 {
+            // SAFETY: async-signal-safe; our own unreaped child, so its pid is not reused.
+            unsafe {
+                libc::kill(foreground, sig);
+            }
+            // The thread waiting for it ends this process once it has ended.
+            return;
+        }
         if SPAWNING.load(Ordering::SeqCst) == 0 {
             die(sig);
         }

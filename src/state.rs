@@ -73,65 +73,103 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `dir` if the shim may keep its state there: it does not exist yet (it will be created 0700), or
-/// it is a directory owned by this user that no one else can write to. In a directory others can
-/// write to, another user could plant a breaker (keeping sccache off, or on) or a link where a
-/// state file goes. `Err` says why not.
+/// Makes `dir` ready to keep state in, or says why it cannot be used. A missing directory is
+/// created (mode 0700, its parents as usual) and then looked at with `lstat` on the same path, so
+/// there is no window between the check and the use in which another user could put a directory
+/// of theirs there: whoever created it, it is used only if it is a real directory (not a symbolic
+/// link), owned by this user, that no one else can write to. In a directory others can write to,
+/// another user could plant a breaker (keeping sccache off, or on) or a link where a state file
+/// goes. One `lstat` when the directory is there already.
 pub fn trusted_dir(dir: &Path) -> Result<(), String> {
-    // Missing: it will be created, private. Unreadable: whatever it is, no state file can be
-    // opened in it, and every use fails quietly.
-    let Ok(meta) = fs::metadata(dir) else {
-        return Ok(());
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_private(dir).map_err(|e| {
+                format!(
+                    "{} cannot be created: {e}; the shim runs without a breaker or counters",
+                    dir.display()
+                )
+            })?;
+            fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
     };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link: not used, so the shim runs without a breaker or counters; \
+             point MAYBE_SCCACHE_STATE_DIR at the directory itself",
+            dir.display()
+        ));
+    }
     if !meta.is_dir() {
-        return Ok(());
+        return Err(format!(
+            "{} is not a directory: the shim runs without a breaker or counters",
+            dir.display()
+        ));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
-            return Err(format!(
-                "{} belongs to user id {}, not to this user ({me}): not used, so the shim runs \
-                 without a breaker or counters",
-                dir.display(),
-                meta.uid()
-            ));
-        }
-        // Group write counts only for a group other than the user's own: with a private group
-        // per user (umask 002), a directory made by hand is group-writable by that user alone.
-        // SAFETY: getegid cannot fail.
-        let my_group = unsafe { libc::getegid() };
-        let group_writable = meta.mode() & 0o020 != 0 && meta.gid() != my_group;
-        if meta.mode() & 0o002 != 0 || group_writable {
-            return Err(format!(
-                "{} can be written by other users (mode {:o}): not used, so the shim runs \
-                 without a breaker or counters; `chmod go-w` it",
-                dir.display(),
-                meta.mode() & 0o7777
-            ));
-        }
+    match others_can_write(&meta) {
+        Some(why) => Err(format!(
+            "{} {why}: not used, so the shim runs without a breaker or counters",
+            dir.display()
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// The state directory, created with mode 0700 if needed. `None` when there is none to use.
-pub fn ensure_dir(dir: &Path) -> Option<&Path> {
-    if dir.is_dir() {
-        return Some(dir);
+/// Creates `dir` with mode 0700; its missing parents are created as `mkdir -p` would. A directory
+/// that appeared meanwhile (another call's, or anyone's) is not an error: the caller checks it.
+fn create_private(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
     }
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
     match builder.create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Why a directory is not this user's alone to write, if it is not: owned by another user, or
+/// writable by others (any user, or a group other than this user's own: with a private group per
+/// user and umask 002, a directory made by hand is group-writable by that user alone).
+pub fn others_can_write(meta: &fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Some(format!(
+                "belongs to user id {}, not to this user ({me})",
+                meta.uid()
+            ));
+        }
+        // SAFETY: getegid cannot fail.
+        let my_group = unsafe { libc::getegid() };
+        let group_writable = meta.mode() & 0o020 != 0 && meta.gid() != my_group;
+        if meta.mode() & 0o002 != 0 || group_writable {
+            return Some(format!(
+                "can be written by other users (mode {:o}; `chmod go-w` it)",
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    let _ = meta;
+    None
+}
+
+/// The state directory, created (and checked, see [`trusted_dir`]) if it went missing since the
+/// call began. `None` when there is none to use.
+pub fn ensure_dir(dir: &Path) -> Option<&Path> {
+    match trusted_dir(dir) {
         Ok(()) => Some(dir),
-        Err(e) => {
-            log::warn!("state dir {} cannot be created: {e}", dir.display());
+        Err(why) => {
+            log::warn!("state dir: {why}");
             None
         }
     }
@@ -542,7 +580,19 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(trusted_dir(dir.path()), Ok(()));
-        assert_eq!(trusted_dir(&dir.path().join("not-yet")), Ok(()));
+        // Created private, then checked.
+        let new = dir.path().join("not-yet").join("state");
+        assert_eq!(trusted_dir(&new), Ok(()));
+        assert_eq!(
+            fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        // A link, even to a directory of one's own, and a file are not used.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&new, &link).unwrap();
+        assert!(trusted_dir(&link).unwrap_err().contains("symbolic link"));
+        fs::write(dir.path().join("file"), "").unwrap();
+        assert!(trusted_dir(&dir.path().join("file")).is_err());
         for mode in [0o777, 0o722, 0o757, 0o702, 0o1777] {
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
             let e = trusted_dir(dir.path()).unwrap_err();

@@ -97,14 +97,13 @@ pub fn run_compiler(compiler: &OsStr, args: &[OsString]) -> Result<Exit, CannotR
 }
 
 /// Runs the compiler as a child and waits for it, for when the shim still has work to do after.
+/// An ending signal (Ctrl-C, `kill`) sent to the shim reaches the compiler, and the shim ends by
+/// it only once the compiler has ended, so no orphan goes on writing the call's outputs.
 pub fn run_compiler_child(compiler: &OsStr, args: &[OsString]) -> Result<ExitStatus, CannotRun> {
-    Command::new(compiler)
-        .args(args)
-        .status()
-        .map_err(|source| CannotRun {
-            program: compiler.to_owned(),
-            source,
-        })
+    crate::child::run_in_foreground(Command::new(compiler).args(args)).map_err(|source| CannotRun {
+        program: compiler.to_owned(),
+        source,
+    })
 }
 
 /// Ends this process as the child ended: the same exit code, or death by the same signal.

@@ -33,6 +33,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let me = me.canonicalize().unwrap_or(me);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
+    // RUSTC_WRAPPER runs whatever is at the alias's path: in a directory another user can write
+    // to, they could put a program of theirs there (or swap the link) and have every compile
+    // run it.
+    let meta = fs::metadata(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if let Some(why) = crate::state::others_can_write(&meta) {
+        bail!(
+            "{} {why}: refused as the alias's directory; choose another --dir",
+            dir.display()
+        );
+    }
     let alias = dir.join(locate::exe_name());
     ensure_alias(&me, &alias)?;
     let _ = writeln!(io::stdout(), "{}", alias.display());

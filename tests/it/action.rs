@@ -1098,7 +1098,16 @@ fn action_installs_isolated_from_the_job_and_caches_the_binary() {
         "{digest}"
     );
 
-    // The next job: its cargo cannot build anything, and it does not need to.
+    let install = job.step("Install maybe-sccache").run.as_ref().unwrap();
+    let pin = install
+        .out()
+        .split("sha256 ")
+        .nth(1)
+        .map(|rest| rest[..64].to_owned())
+        .unwrap_or_else(|| panic!("the install says the hash: {}", install.describe()));
+
+    // The next job, with that hash pinned: its cargo cannot build anything, and it does not need
+    // to.
     let mut job = Job::new(&sb, &store, "next", "22");
     let broken = sb.data.join("broken-bin");
     write_script(
@@ -1111,7 +1120,10 @@ fn action_installs_isolated_from_the_job_and_caches_the_binary() {
         std::env::var("PATH").unwrap_or_default()
     );
     job.set("PATH", path);
-    job.run_action(&setup, &[("install-sccache", "false")]);
+    job.run_action(
+        &setup,
+        &[("install-sccache", "false"), ("binary-sha256", &pin)],
+    );
     assert_no_warnings(&job);
     let install = job.step("Install maybe-sccache").run.as_ref().unwrap();
     assert!(
@@ -1137,6 +1149,24 @@ fn install_with_stand_ins(
     error: &str,
     rustup: &str,
 ) -> Vec<String> {
+    let calls = stand_ins(sb, job, fails_if, error, rustup);
+    job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
+    assert_no_warnings(job);
+    exported_wrapper(job);
+    cargo_calls(&calls)
+}
+
+fn cargo_calls(calls: &Path) -> Vec<String> {
+    fs::read_to_string(calls)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Puts the stand-in `cargo` and `rustup` (see `install_with_stand_ins`) ahead on the job's
+/// `PATH`; returns the file the calls are recorded in.
+fn stand_ins(sb: &Sandbox, job: &mut Job, fails_if: &str, error: &str, rustup: &str) -> PathBuf {
     let tools = sb.data.join("stand-in-bin");
     let calls = sb.data.join("cargo-calls");
     write_script(
@@ -1161,14 +1191,7 @@ fn install_with_stand_ins(
         std::env::var("PATH").unwrap_or_default()
     );
     job.set("PATH", path);
-    job.run_action(&Action::load(SETUP), &[("install-sccache", "false")]);
-    assert_no_warnings(job);
-    exported_wrapper(job);
-    fs::read_to_string(&calls)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    calls
 }
 
 /// A job that pins a toolchain older than maybe-sccache's `rust-version`: the install is retried
@@ -1227,4 +1250,168 @@ fn action_falls_back_to_a_dynamic_build_when_static_linking_fails() {
         calls[1].starts_with("RUSTFLAGS= install --locked --path "),
         "{calls:?}"
     );
+}
+
+/// The binary restored from actions/cache is a program every compile runs, and whoever can write
+/// the cache scope can write it. Without a pinned hash it is not even restored: the shim is built
+/// from source. With `binary-sha256`, a planted binary is never run (not even for `--version`):
+/// a warning, and a build from source. The genuine binary, with its hash pinned, is used.
+#[test]
+fn action_runs_a_cached_binary_only_with_the_pinned_hash() {
+    let sb = Sandbox::new();
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let setup = Action::load(SETUP);
+    let hash = |path: &Path| {
+        let r = run(Command::new("sha256sum").arg(path), SHORT);
+        r.assert_success();
+        r.out()[..64].to_owned()
+    };
+    let genuine = hash(Path::new(shim_bin()));
+
+    // The first job builds the shim, says its hash and caches it.
+    let mut job = Job::new(&sb, &store, "first", "41");
+    let calls = stand_ins(&sb, &mut job, "false", "", "exit 1\n");
+    job.run_action(&setup, &[("install-sccache", "false")]);
+    assert_no_warnings(&job);
+    exported_wrapper(&job);
+    assert_eq!(cargo_calls(&calls).len(), 1);
+    let install = job.step("Install maybe-sccache").run.as_ref().unwrap();
+    assert!(
+        install.out().contains(&format!("sha256 {genuine}")),
+        "{}",
+        install.describe()
+    );
+    assert_eq!(store.keys().len(), 1, "the binary is cached");
+    let entry = store.dir.join("0/maybe-sccache");
+    assert_eq!(hash(&entry), genuine);
+
+    // Someone who can write the cache scope swaps the entry's binary.
+    let ran = sb.data.join("planted-ran");
+    write_script(
+        &entry,
+        &format!(
+            "touch {}\necho 'maybe-sccache 0.1.0'\n",
+            sh_quote(ran.as_os_str())
+        ),
+    );
+    // No pin: not restored, built from source.
+    let mut job = Job::new(&sb, &store, "unpinned", "42");
+    stand_ins(&sb, &mut job, "false", "", "exit 1\n");
+    job.run_action(&setup, &[("install-sccache", "false")]);
+    assert_no_warnings(&job);
+    assert!(job.step("Restore the maybe-sccache binary").skipped);
+    assert_eq!(hash(&exported_wrapper(&job)), genuine);
+    assert_eq!(cargo_calls(&calls).len(), 2);
+    // Pinned: the planted binary does not match, is never run, and the shim is built.
+    let mut job = Job::new(&sb, &store, "pinned", "43");
+    stand_ins(&sb, &mut job, "false", "", "exit 1\n");
+    job.run_action(
+        &setup,
+        &[("install-sccache", "false"), ("binary-sha256", &genuine)],
+    );
+    assert_warned(&job, "does not have the sha256 of input binary-sha256");
+    assert!(!ran.exists(), "the planted binary ran:\n{}", job.describe());
+    assert_eq!(hash(&exported_wrapper(&job)), genuine);
+    assert_eq!(cargo_calls(&calls).len(), 3);
+
+    // The genuine binary with its hash pinned: restored, not built.
+    fs::copy(shim_bin(), &entry).unwrap();
+    let mut job = Job::new(&sb, &store, "restored", "44");
+    stand_ins(&sb, &mut job, "false", "", "exit 1\n");
+    job.run_action(
+        &setup,
+        &[
+            ("install-sccache", "false"),
+            ("binary-sha256", &genuine.to_uppercase()),
+        ],
+    );
+    assert_no_warnings(&job);
+    let install = job.step("Install maybe-sccache").run.as_ref().unwrap();
+    assert!(install.out().contains("restored"), "{}", install.describe());
+    assert_eq!(hash(&exported_wrapper(&job)), genuine);
+    assert_eq!(cargo_calls(&calls).len(), 3, "nothing was built");
+    assert!(!ran.exists());
+}
+
+/// Multi-line outputs end at a random delimiter: an input line that is the old fixed one
+/// (`MAYBE_SCCACHE_EOF`) is just a restore key, and cannot end the value and write the lines
+/// after it as outputs of its own.
+#[test]
+fn action_multi_line_outputs_cannot_be_ended_by_an_input() {
+    let sb = Sandbox::new();
+    sb.write_fixture(Fixture::Good);
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let mut job = Job::new(&sb, &store, "delim", "51");
+    preinstall_shim(&job);
+    job.run_action(
+        &Action::load(SETUP),
+        &[
+            ("install-sccache", "false"),
+            ("restore-keys", "MAYBE_SCCACHE_EOF\nwrapper\nmy-key"),
+        ],
+    );
+    assert_no_warnings(&job);
+    let restore = job.step("Restore SCCACHE_DIR");
+    let (_, with) = restore.uses.as_ref().expect("SCCACHE_DIR is restored");
+    let keys: Vec<&str> = with["restore-keys"].lines().map(str::trim).collect();
+    for k in ["MAYBE_SCCACHE_EOF", "wrapper", "my-key"] {
+        assert!(keys.contains(&k), "{k} is a restore key: {keys:?}");
+    }
+}
+
+/// Two jobs on one self-hosted runner's host: each gets an sccache server of its own (a port of
+/// its own), and one job's save step stops its own server, not the other job's.
+#[test]
+fn action_gives_each_job_a_server_of_its_own() {
+    let Some(sccache) = require_sccache("action_gives_each_job_a_server_of_its_own") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.write_fixture(Fixture::Good);
+    let store = CacheStore::new(sb.data.join("cache-store"));
+    let (setup, save) = (Action::load(SETUP), Action::load(SAVE));
+    /// Stops the servers a failed test left running (the action sets no idle timeout).
+    struct StopAll(Vec<Command>);
+    impl Drop for StopAll {
+        fn drop(&mut self) {
+            for cmd in &mut self.0 {
+                let _ = run(cmd, SHORT);
+            }
+        }
+    }
+    let mut stop_all = StopAll(Vec::new());
+    let mut jobs = Vec::new();
+    for (name, run_id) in [("a", "61"), ("b", "62")] {
+        let mut job = Job::new(&sb, &store, name, run_id);
+        job.sccache = Some(sccache);
+        job.unset("SCCACHE_SERVER_PORT").unset("SCCACHE_DIR");
+        preinstall_shim(&job);
+        job.run_action(&setup, &[("key", name)]);
+        assert_no_warnings(&job);
+        jobs.push(job);
+    }
+    let port = |job: &Job| -> u16 {
+        job.env
+            .get("SCCACHE_SERVER_PORT")
+            .unwrap_or_else(|| panic!("no port of its own:\n{}", job.describe()))
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = (port(&jobs[0]), port(&jobs[1]));
+    assert_ne!(a, b);
+    for job in &jobs {
+        let mut cmd = job.command(sccache);
+        cmd.arg("--stop-server");
+        stop_all.0.push(cmd);
+    }
+    // Each job's first compile starts its server, with the job's environment.
+    let listening = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+    for job in &jobs {
+        run(job.command(sccache).arg("--start-server"), SHORT).assert_success();
+    }
+    assert!(listening(a) && listening(b));
+    let mut a_job = jobs.remove(0);
+    a_job.run_action(&save, &[("save", "false"), ("job-summary", "false")]);
+    assert!(!listening(a), "the save step stops its own job's server");
+    assert!(listening(b), "the save step stopped the other job's server");
 }

@@ -205,6 +205,25 @@ fn alias_is_idempotent_and_never_taken_for_sccache() {
     );
     let r = run(&mut sb.shim(["alias", "--bogus"]), SHORT);
     assert_eq!(r.code(), Some(2), "{}", r.describe());
+
+    // A directory other users can write to is refused, in one line, and nothing is put there:
+    // they could swap the alias for a program of theirs that every compile would run.
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o777, 0o1777, 0o757] {
+        let shared = sb.data.join(format!("shared-{mode:o}"));
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        let r = run(sb.shim(["alias", "--dir"]).arg(&shared), SHORT);
+        assert_eq!(r.code(), Some(2), "{mode:o}: {}", r.describe());
+        assert!(
+            r.err().starts_with("maybe-sccache: error: ")
+                && r.err().contains("can be written by other users"),
+            "{mode:o}: {}",
+            r.describe()
+        );
+        assert_eq!(r.err().lines().count(), 1, "{}", r.describe());
+        assert_eq!(fs::read_dir(&shared).unwrap().count(), 0, "{mode:o}");
+    }
 }
 
 /// `doctor` knows the alias for what it is, not for a bare sccache that fails builds.

@@ -173,3 +173,45 @@ fn signals_ignored_by_the_caller_stay_ignored() {
         "SIGHUP and SIGINT ignored in the compiler: {ign}"
     );
 }
+
+/// After sccache failed, the shim runs the compiler as its own child (to learn whether sccache
+/// was at fault). Ctrl-C or `kill` sent to the shim then reaches that compiler, and the shim ends
+/// by the signal only once the compiler has ended: no orphan goes on writing the call's outputs.
+#[test]
+fn ending_signals_reach_the_compiler_run_after_a_fallback() {
+    use std::os::unix::process::ExitStatusExt;
+    for (name, number) in [("INT", 2), ("TERM", 15)] {
+        let t = tree();
+        write_script(
+            &t.sb.bin.join("sccache"),
+            "case \"$1\" in -*) exit 0 ;; esac\necho 'sccache: error: boom' >&2\nexit 2\n",
+        );
+        let got = t.sb.data.join("compiler.got");
+        let ended = t.sb.data.join("compiler.ended");
+        // The compiler takes a moment to stop after the signal, as rustc removing its
+        // temporaries does: the shim must still be there when it has ended.
+        write_script(
+            &t.compiler,
+            &format!(
+                "on() {{ echo \"$1\" > {got}; sleep 0.5; echo ended > {ended}; exit 1; }}\n\
+                 trap 'on INT' INT\ntrap 'on TERM' TERM\n\
+                 echo $$ > {pid}.tmp && mv {pid}.tmp {pid}\n\
+                 n=0\nwhile [ ! -e {release} ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n+1)); done\n",
+                got = sh_quote(got.as_os_str()),
+                ended = sh_quote(ended.as_os_str()),
+                pid = sh_quote(t.pid_file.as_os_str()),
+                release = sh_quote(t.release.as_os_str()),
+            ),
+        );
+        let (mut shim, compiler) = t.start("");
+        send(name, shim.id());
+        let status = wait_for(&mut shim, SHORT);
+        assert_eq!(status.signal(), Some(number), "SIG{name}: {status:?}");
+        let got = fs::read_to_string(&got).unwrap_or_default();
+        assert_eq!(got.trim(), name, "SIG{name} did not reach the compiler");
+        assert!(
+            ended.exists() && !running(compiler),
+            "SIG{name}: the shim ended before its compiler"
+        );
+    }
+}
