@@ -17,10 +17,12 @@ struct ForeignServer {
     dir: tempfile::TempDir,
     sccache: PathBuf,
     port: u16,
+    /// `SCCACHE_SERVER_UDS`, when the server listens on a Unix socket instead of the port.
+    socket: Option<PathBuf>,
 }
 
 impl ForeignServer {
-    fn start(sccache: &Path, port: u16) -> ForeignServer {
+    fn start(sccache: &Path, port: u16, on_socket: bool) -> ForeignServer {
         let dir = tempfile::Builder::new()
             .prefix("msit-foreign-")
             .tempdir()
@@ -44,10 +46,12 @@ impl ForeignServer {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
+        let socket = on_socket.then(|| dir.path().join("home").join("server.sock"));
         let server = ForeignServer {
             dir,
             sccache: copy,
             port,
+            socket,
         };
         let r = run(server.as_nobody().arg("--start-server"), SHORT);
         assert!(
@@ -71,6 +75,7 @@ impl ForeignServer {
             .env("SCCACHE_DIR", self.dir.path().join("cache"))
             .env("SCCACHE_SERVER_PORT", self.port.to_string())
             .env("SCCACHE_IDLE_TIMEOUT", "0")
+            .envs(self.socket.iter().map(|s| ("SCCACHE_SERVER_UDS", s)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         cmd
@@ -124,12 +129,28 @@ fn can_run(test: &str) -> Option<&'static Path> {
 
 #[test]
 fn another_users_server_is_never_used_nor_stopped() {
-    let test = "another_users_server_is_never_used_nor_stopped";
+    another_users_server("another_users_server_is_never_used_nor_stopped", false);
+}
+
+/// The same with the server on a Unix socket (`SCCACHE_SERVER_UDS`): its owner comes from the
+/// listener's peer credentials.
+#[test]
+fn another_users_server_on_a_unix_socket_is_never_used_nor_stopped() {
+    another_users_server(
+        "another_users_server_on_a_unix_socket_is_never_used_nor_stopped",
+        true,
+    );
+}
+
+fn another_users_server(test: &str, on_socket: bool) {
     let Some(sccache) = can_run(test) else {
         return;
     };
-    let sb = Sandbox::new();
-    let foreign = ForeignServer::start(sccache, sb.port);
+    let mut sb = Sandbox::new();
+    let foreign = ForeignServer::start(sccache, sb.port, on_socket);
+    if let Some(socket) = &foreign.socket {
+        sb.set_env("SCCACHE_SERVER_UDS", socket);
+    }
     assert_eq!(foreign.compile_requests(), 0);
     // Root's build has the real sccache on PATH and the same port: before owners were looked at,
     // its compiles went into nobody's server.
