@@ -245,8 +245,11 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         return Err("breaker-open");
     }
     let half_open = breaker.is_half_open_at(now);
-    if !half_open && server::is_up() {
-        return Ok(());
+    // One `sock_diag` lookup says both whether a server listens and whose it is.
+    match server::listening() {
+        Some(owner) if !owner.trusted() => return Err(foreign_server(owner)),
+        Some(_) if !half_open => return Ok(()),
+        _ => {}
     }
     let wait = if half_open {
         // Only one call probes after the cooldown; the others keep compiling directly meanwhile.
@@ -275,8 +278,10 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         return Err("breaker-open");
     }
     let half_open = breaker.is_half_open_at(now);
-    if !half_open && server::is_up() {
-        return Ok(());
+    match server::listening() {
+        Some(owner) if !owner.trusted() => return Err(foreign_server(owner)),
+        Some(_) if !half_open => return Ok(()),
+        _ => {}
     }
     let started = if half_open {
         server::probe(sccache, config.depth, config.start_timeout)
@@ -284,10 +289,15 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         server::start(sccache, config.depth, config.start_timeout)
     };
     match started {
-        Ok(()) => {
-            state::server_started(dir, key, now);
-            Ok(())
-        }
+        // `--start-server` takes "address in use" for success: another user's server may have
+        // taken the address meanwhile.
+        Ok(()) => match server::foreign() {
+            Some(owner) => Err(foreign_server(owner)),
+            None => {
+                state::server_started(dir, key, now);
+                Ok(())
+            }
+        },
         Err(failure) if failure.is_shim_trouble() => {
             log::warn!("{}", failure.0);
             Err("no-resources")
@@ -297,6 +307,19 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
             Err("start-failed")
         }
     }
+}
+
+/// Another user's server listens where sccache's client looks: it is never forwarded to (it
+/// would compile as its owner and serve its owner's cache) and never stopped, and no second
+/// server can be started at its address. The call compiles directly; the breaker is left alone,
+/// as nothing is wrong with sccache. `doctor` and `status` say whose the server is.
+fn foreign_server(owner: server::Owner) -> &'static str {
+    log::warn!(
+        "the sccache server at {} belongs to {}, not to this user: not used",
+        server::address(),
+        owner.describe()
+    );
+    "foreign-server"
 }
 
 /// A forwarded call was slow (the watchdog looked at it). If sccache's own error counters rose

@@ -130,7 +130,20 @@ pub fn invoked_as_sccache(argv0: Option<&OsString>) -> bool {
 pub fn to_real_sccache(args: &[OsString]) -> Result<exec::Exit> {
     let config = Config::from_env();
     match locate::find_sccache(&config) {
-        Lookup::Found { path, .. } => Ok(exec::run_compiler(path.as_os_str(), args)?),
+        Lookup::Found { path, .. } => {
+            // sccache's client stops whatever server listens at its address, root's client any
+            // user's: the save action's `--stop-server` must not end another user's server.
+            if args.iter().any(|a| a == "--stop-server") {
+                if let Some(owner) = crate::server::foreign() {
+                    bail!(
+                        "the sccache server at {} belongs to {}, not to this user: not stopped",
+                        crate::server::address(),
+                        owner.describe()
+                    );
+                }
+            }
+            Ok(exec::run_compiler(path.as_os_str(), args)?)
+        }
         Lookup::NotFound { looked } => {
             let what = args
                 .first()

@@ -319,8 +319,23 @@ fn server_address() -> String {
 /// first compile of the build starts one with the build's environment. A server that was already
 /// running is left alone, and doctor says where it stores its cache.
 fn server_start(config: &Config, sccache: &Path) -> Finding {
-    if server::is_up() {
-        return running_server(sccache);
+    match server::listening() {
+        // Another user's server is neither asked, stopped, nor met with a start of our own.
+        Some(owner) if !owner.trusted() => {
+            return fail(
+                format!(
+                    "server: the sccache server at {} belongs to {}, not to this user (uid \
+                     {}): the shim never uses or stops it, and every call compiles directly",
+                    server_address(),
+                    owner.describe(),
+                    server::Owner::Us.uid().unwrap_or(0)
+                ),
+                "set SCCACHE_SERVER_PORT to a free port, or SCCACHE_SERVER_UDS to a socket path \
+                 of your own, for the build and for doctor",
+            )
+        }
+        Some(owner) => return running_server(sccache, owner),
+        None => {}
     }
     let started = Instant::now();
     let result = server::start(sccache, config.depth, config.start_timeout);
@@ -379,12 +394,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server that was already running: where does it store its cache, and is that what this
 /// environment asks for? A server keeps the environment it was started with.
-fn running_server(sccache: &Path) -> Finding {
+fn running_server(sccache: &Path, owner: server::Owner) -> Finding {
+    // Whose it is, beside where it is: on a shared machine that is the first question.
+    let at = format!("{}, owned by {}", server_address(), owner.describe());
     let Some(location) = cache_location(sccache) else {
         return ok(format!(
             "server: an sccache server is already running ({}); it did not say where it stores \
              its cache",
-            server_address()
+            at
         ));
     };
     let local = location.starts_with("Local disk");
@@ -395,9 +412,7 @@ fn running_server(sccache: &Path) -> Finding {
             format!(
                 "server: the running sccache server ({}) stores its cache on {location}, \
                  although {} selects {} here: it was started before that was set",
-                server_address(),
-                wanted.origin,
-                wanted.kind
+                at, wanted.origin, wanted.kind
             ),
             FIX,
         ),
@@ -405,13 +420,13 @@ fn running_server(sccache: &Path) -> Finding {
             format!(
                 "server: the running sccache server ({}) stores its cache in {location}, \
                  although no remote backend is set here: it was started with another environment",
-                server_address()
+                at
             ),
             FIX,
         ),
         _ => ok(format!(
             "server: an sccache server is already running ({}); its cache: {location}",
-            server_address()
+            at
         )),
     }
 }

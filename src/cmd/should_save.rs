@@ -120,7 +120,10 @@ pub fn decide(stats: Option<&serde_json::Value>, threshold: u32) -> Decision {
 
 pub fn run(config: &Config, opts: &Options) -> Result<ExitCode> {
     let stats = match locate::find_sccache(config) {
-        Lookup::Found { path, .. } if server::is_up() => server::stats(&path, STATS_TIMEOUT),
+        // Another user's server's figures say nothing of this job's compiles.
+        Lookup::Found { path, .. } if server::listening().is_some_and(|o| o.trusted()) => {
+            server::stats(&path, STATS_TIMEOUT)
+        }
         _ => None,
     };
     let decision = decide(stats.as_ref(), opts.threshold);

@@ -41,11 +41,22 @@ pub fn gather(config: &Config) -> Value {
     };
     let version = path.as_deref().and_then(sccache_version);
     // A server can outlive the sccache that started it (uninstalled, or off `PATH`): say it runs.
-    let up = server::is_up();
-    let stats = match (&path, up) {
-        (Some(p), true) => server::stats(p, Duration::from_secs(5)).map(with_hit_rate),
+    let listening = server::listening();
+    let up = listening.is_some();
+    // Another user's server is not asked anything: its figures are not this user's.
+    let stats = match (&path, listening) {
+        (Some(p), Some(owner)) if owner.trusted() => {
+            server::stats(p, Duration::from_secs(5)).map(with_hit_rate)
+        }
         _ => None,
     };
+    let owner = listening.map(|owner| {
+        json!({
+            "uid": owner.uid(),
+            "description": owner.describe(),
+            "used": owner.trusted(),
+        })
+    });
     let backend = backend_report(stats.as_ref());
     let dir = config.state_dir.as_deref();
     let key = server::key();
@@ -61,6 +72,9 @@ pub fn gather(config: &Config) -> Value {
             "looked": looked,
             "version": version,
             "server_up": up,
+            // Whose the running server is; one not `used` belongs to another user, and the shim
+            // neither forwards to it nor stops it.
+            "server_owner": owner,
         },
         "breaker": {
             "state": if breaker.is_open_at(now) { "open" } else { "closed" },
@@ -191,15 +205,16 @@ fn summary_lines(r: &Value) -> Vec<(String, String)> {
             "MAYBE_SCCACHE_DISABLE is set: sccache is never used".into(),
         ));
     }
-    rows.push((
-        "server".into(),
-        if s["server_up"].as_bool() == Some(true) {
-            "up"
-        } else {
-            "not running"
-        }
-        .into(),
-    ));
+    let owner = &s["server_owner"];
+    let server = match owner["description"].as_str() {
+        None => "not running".to_owned(),
+        Some(whose) if owner["used"].as_bool() == Some(false) => format!(
+            "up, owned by {whose}, not by this user: never used or stopped (calls compile \
+             directly; set SCCACHE_SERVER_PORT or SCCACHE_SERVER_UDS to a place of your own)"
+        ),
+        Some(whose) => format!("up, owned by {whose}"),
+    };
+    rows.push(("server".into(), server));
     let be = &r["backend"];
     if let Some(place) = be["where"].as_str() {
         let health = match be["answers"].as_bool() {

@@ -178,31 +178,215 @@ fn is_credential(name: &str) -> bool {
     !place && crate::logging::is_secret_name(&upper)
 }
 
+/// Whose sccache server listens where the client looks. sccache's client talks to whatever
+/// listens at its address, and its server compiles with its own uid and writes its own cache: a
+/// server of another user's would serve this user objects it chose (cache poisoning) and write
+/// this user's outputs as that user. So only a server that is known to be ours is used or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The caller's effective uid.
+    Us,
+    /// Another user, by uid.
+    Other(u32),
+    /// This platform has a way to learn the owner, and it failed (`sock_diag` and `/proc` both
+    /// unreadable, no peer credentials): not trusted, since a listener we cannot vouch for is
+    /// exactly what an attacker would arrange.
+    Unknown,
+    /// This platform has no way to learn the owner of a TCP listener without a privileged tool
+    /// (macOS, the BSDs, Windows): the server is trusted, as it was before owners were looked
+    /// at. README says so.
+    #[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
+    NoLookup,
+}
+
+impl Owner {
+    fn of_uid(uid: u32) -> Owner {
+        if uid == euid() {
+            Owner::Us
+        } else {
+            Owner::Other(uid)
+        }
+    }
+
+    /// Whether calls may be forwarded to this server, and the server stopped or killed.
+    pub fn trusted(self) -> bool {
+        matches!(self, Owner::Us | Owner::NoLookup)
+    }
+
+    /// The owner for people: `uid 65534 (nobody)`, `you (uid 0)`, or why it is not known.
+    pub fn describe(self) -> String {
+        match self {
+            Owner::Us => format!("you, {}", describe_uid(euid())),
+            Owner::Other(uid) => describe_uid(uid),
+            Owner::Unknown => "an unknown user (its owner could not be learned)".into(),
+            Owner::NoLookup => "not known (this platform cannot tell)".into(),
+        }
+    }
+
+    /// The owner's uid, when known.
+    pub fn uid(self) -> Option<u32> {
+        match self {
+            Owner::Us => Some(euid()),
+            Owner::Other(uid) => Some(uid),
+            Owner::Unknown | Owner::NoLookup => None,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(not(unix))]
+fn euid() -> u32 {
+    0
+}
+
+/// `uid 65534 (nobody)`: the name from `/etc/passwd` read directly, so a static build needs no
+/// NSS; users known only to LDAP or the like are shown by uid alone.
+pub fn describe_uid(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_name_in(&passwd, uid));
+    match name {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+fn user_name_in(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
 /// Is an sccache server accepting connections where the client will look for it?
 pub fn is_up() -> bool {
+    listening().is_some()
+}
+
+/// Whether a server accepts connections where the client will look for it (`None` when none
+/// does), and whose it is. On Linux a TCP listener's owner comes from the same `sock_diag` reply
+/// that says it listens (`idiag_uid`), so the hot path costs what it did; a Unix socket's owner
+/// is its listener's peer credentials on the connection that shows it is up.
+pub fn listening() -> Option<Owner> {
     match address() {
         Addr::Tcp(port) => {
             // Asking the kernel costs a third of a TCP handshake (7 µs against 24), and does not wake the
             // server. Only "yes" is taken from it: "no" (after which the caller starts a server)
             // is checked by connecting.
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            if listening::tcp_loopback(port) == Some(true) {
-                return true;
+            if let Some(Some(uid)) = listening::tcp_loopback(port) {
+                return Some(Owner::of_uid(uid));
             }
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+            // `sock_diag` could not be asked (or the server came up just now): `/proc/net/tcp`
+            // has the same uid, for one bounded file read.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            return Some(
+                std::fs::read_to_string("/proc/net/tcp")
+                    .ok()
+                    .and_then(|table| listener::tcp_listener_uid(&table, port))
+                    .map_or(Owner::Unknown, Owner::of_uid),
+            );
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            Some(Owner::NoLookup)
         }
         #[cfg(unix)]
-        Addr::Socket(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        Addr::Socket(path) => {
+            let stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+            Some(peer_owner(&stream))
+        }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         Addr::Abstract(name) => {
             use std::os::linux::net::SocketAddrExt;
             use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
-            UnixAddr::from_abstract_name(name)
+            let stream = UnixAddr::from_abstract_name(name)
                 .and_then(|a| UnixStream::connect_addr(&a))
-                .is_ok()
+                .ok()?;
+            Some(peer_owner(&stream))
         }
     }
+}
+
+/// The uid of the process that listens at the other end of a Unix socket connection: the
+/// credentials the kernel recorded when it called `listen` (`SO_PEERCRED`), or `getpeereid`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_owner(stream: &std::os::unix::net::UnixStream) -> Owner {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writing for the duration of the call, and `len`
+    // holds `cred`'s size, as SO_PEERCRED expects.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && len as usize == std::mem::size_of::<libc::ucred>() {
+        Owner::of_uid(cred.uid)
+    } else {
+        Owner::Unknown
+    }
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+fn peer_owner(stream: &std::os::unix::net::UnixStream) -> Owner {
+    use std::os::fd::AsRawFd;
+    let mut uid: libc::uid_t = 0;
+    let mut gid: libc::gid_t = 0;
+    // SAFETY: `uid` and `gid` are valid for writing for the duration of the call.
+    let rc = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
+    if rc == 0 {
+        Owner::of_uid(uid)
+    } else {
+        Owner::Unknown
+    }
+}
+
+/// Other Unix systems (illumos has `getpeerucred`, not wrapped here): no lookup, as before.
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))
+))]
+fn peer_owner(_stream: &std::os::unix::net::UnixStream) -> Owner {
+    Owner::NoLookup
+}
+
+/// A server listens where the client looks, and it is not one this user may use or stop: its
+/// owner, for messages.
+pub fn foreign() -> Option<Owner> {
+    listening().filter(|owner| !owner.trusted())
 }
 
 /// Why starting the server failed, as a short reason plus sccache's own words.
@@ -366,6 +550,8 @@ const PROBE_ANSWER: Duration = Duration::from_secs(5);
 /// the backend is what most often failed. No call uses the server meanwhile: the breaker was open.
 /// Then a fresh server is started, which checks the backend. `Ok` when one is up.
 pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
+    // The caller checked the owner just before; should another user's server take the address
+    // in between, `stop` and `stop_hung` refuse to touch it.
     if is_up() {
         match stats_or_why(sccache, PROBE_ANSWER) {
             // The shim could not even ask: that says nothing of the server.
@@ -397,6 +583,14 @@ pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
 /// Asks the server to stop and waits (at most `timeout`) until nothing listens any more. sccache
 /// lets the calls in it run for up to 10 s first. `true` when it is down.
 pub fn stop(sccache: &Path, timeout: Duration) -> bool {
+    if let Some(owner) = foreign() {
+        log::warn!(
+            "not stopping the sccache server at {}: it belongs to {}",
+            address(),
+            owner.describe()
+        );
+        return false;
+    }
     let deadline = Instant::now() + timeout;
     let mut cmd = Command::new(sccache);
     cmd.arg("--stop-server").stdin(Stdio::null());
@@ -417,6 +611,14 @@ pub fn stop(sccache: &Path, timeout: Duration) -> bool {
 /// any more.
 pub fn stop_hung(sccache: &Path) -> bool {
     let _ = sccache;
+    if let Some(owner) = foreign() {
+        log::warn!(
+            "not killing the sccache server at {}: it belongs to {}",
+            address(),
+            owner.describe()
+        );
+        return false;
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(pid) = listener::sccache_listening_at(&address()) {
         log::warn!(
@@ -482,9 +684,10 @@ mod listening {
         cookie: [u32; 2],
     }
 
-    /// `Some(true)` when a TCP socket listens on 127.0.0.1:`port` (or on any address at that
-    /// port), `Some(false)` when the kernel says there is none, `None` when it cannot be asked.
-    pub fn tcp_loopback(port: u16) -> Option<bool> {
+    /// `Some(Some(uid))` when a TCP socket of `uid`'s listens on 127.0.0.1:`port` (or on any
+    /// address at that port), `Some(None)` when the kernel says there is none, `None` when it
+    /// cannot be asked.
+    pub fn tcp_loopback(port: u16) -> Option<Option<u32>> {
         // SAFETY: plain socket creation; a non-negative result is a new descriptor owned below.
         let fd = unsafe {
             libc::socket(
@@ -552,8 +755,13 @@ mod listening {
         answer(bytes)
     }
 
-    /// Reads the kernel's reply: an `inet_diag_msg` of a listening socket, or `ENOENT`.
-    fn answer(reply: &[u8]) -> Option<bool> {
+    /// Where `idiag_uid` is in `struct inet_diag_msg`: after the family, state, timer and
+    /// retransmits bytes, the 48-byte `inet_diag_sockid`, and the expires, rqueue and wqueue words.
+    const UID_AT: usize = 4 + 48 + 12;
+
+    /// Reads the kernel's reply: an `inet_diag_msg` of a listening socket (with its owner's uid),
+    /// or `ENOENT`.
+    fn answer(reply: &[u8]) -> Option<Option<u32>> {
         let header = size_of::<NlMsgHdr>();
         if reply.len() < header + 4 {
             return None;
@@ -562,10 +770,14 @@ mod listening {
         let body = &reply[header..];
         match kind {
             // `inet_diag_msg` starts with the family and the state.
-            SOCK_DIAG_BY_FAMILY => Some(body[1] == TCP_LISTEN),
+            SOCK_DIAG_BY_FAMILY if body[1] != TCP_LISTEN => Some(None),
+            SOCK_DIAG_BY_FAMILY => {
+                let uid = body.get(UID_AT..UID_AT + 4)?;
+                Some(Some(u32::from_ne_bytes([uid[0], uid[1], uid[2], uid[3]])))
+            }
             NLMSG_ERROR => {
                 let errno = -i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-                (errno == libc::ENOENT).then_some(false)
+                (errno == libc::ENOENT).then_some(None)
             }
             _ => None,
         }
@@ -579,11 +791,13 @@ mod listening {
         fn finds_a_listener_and_its_absence() {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
-            assert_eq!(tcp_loopback(port), Some(true));
+            // SAFETY: geteuid(2) has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            assert_eq!(tcp_loopback(port), Some(Some(me)));
             // A connected socket on that port is not a listener.
             let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             drop(listener);
-            assert_eq!(tcp_loopback(port), Some(false));
+            assert_eq!(tcp_loopback(port), Some(None));
         }
 
         #[test]
@@ -594,12 +808,19 @@ mod listening {
                 r.extend_from_slice(body);
                 r
             };
-            let listen = reply(SOCK_DIAG_BY_FAMILY, &[2, TCP_LISTEN, 0, 0]);
-            assert_eq!(answer(&listen), Some(true));
+            let mut msg = vec![0u8; UID_AT + 8];
+            msg[0] = 2;
+            msg[1] = TCP_LISTEN;
+            msg[UID_AT..UID_AT + 4].copy_from_slice(&65534u32.to_ne_bytes());
+            let listen = reply(SOCK_DIAG_BY_FAMILY, &msg);
+            assert_eq!(answer(&listen), Some(Some(65534)));
+            // A listener whose reply is cut before the uid: the owner cannot be read here.
+            let cut = reply(SOCK_DIAG_BY_FAMILY, &[2, TCP_LISTEN, 0, 0]);
+            assert_eq!(answer(&cut), None);
             let established = reply(SOCK_DIAG_BY_FAMILY, &[2, 1, 0, 0]);
-            assert_eq!(answer(&established), Some(false));
+            assert_eq!(answer(&established), Some(None));
             let enoent = reply(NLMSG_ERROR, &(-libc::ENOENT).to_ne_bytes());
-            assert_eq!(answer(&enoent), Some(false));
+            assert_eq!(answer(&enoent), Some(None));
             let eperm = reply(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes());
             assert_eq!(answer(&eperm), None);
             assert_eq!(answer(&listen[..10]), None);
@@ -615,8 +836,12 @@ mod listener {
 
     use super::Addr;
 
-    /// The pid of the process named `sccache` that holds the listening socket at `addr`.
+    /// The pid of the process named `sccache`, running as this user (effective uid), that holds
+    /// the listening socket at `addr`. Another user's server is never returned, so nothing here
+    /// can lead to it being killed, even for root.
     pub fn sccache_listening_at(addr: &Addr) -> Option<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let me = super::euid();
         let inode = socket_inode(addr)?;
         let wanted = format!("socket:[{inode}]");
         for entry in fs::read_dir("/proc").ok()?.flatten() {
@@ -627,6 +852,10 @@ mod listener {
             else {
                 continue;
             };
+            // `/proc/PID` belongs to the process's effective uid.
+            if fs::metadata(entry.path()).map(|m| m.uid()).ok() != Some(me) {
+                continue;
+            }
             // Other users' processes cannot be read here, and are skipped.
             let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
                 continue;
@@ -669,6 +898,16 @@ mod listener {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let listening = cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A");
             listening.then(|| cols.get(9)?.parse().ok())?
+        })
+    }
+
+    /// The uid column of the socket listening on 127.0.0.1:`port` in `/proc/net/tcp`.
+    pub(super) fn tcp_listener_uid(table: &str, port: u16) -> Option<u32> {
+        let local = format!("0100007F:{port:04X}");
+        table.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let listening = cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A");
+            listening.then(|| cols.get(7)?.parse().ok())?
         })
     }
 
@@ -773,6 +1012,21 @@ mod tests {
         assert_ne!(dav("t1", "p"), dav("t1", "q"));
     }
 
+    #[test]
+    fn user_names_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      # a comment\n\
+                      nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+                      broken\n";
+        assert_eq!(user_name_in(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name_in(passwd, 65534).as_deref(), Some("nobody"));
+        assert_eq!(user_name_in(passwd, 1000), None);
+        assert_eq!(Owner::Other(1000).uid(), Some(1000));
+        assert!(!Owner::Other(1000).trusted());
+        assert!(!Owner::Unknown.trusted());
+        assert!(Owner::Us.trusted() && Owner::NoLookup.trusted());
+    }
+
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn listeners_in_proc_net() {
@@ -785,6 +1039,7 @@ mod tests {
         assert_eq!(tcp_listener_inode(tcp, 4243), None, "not listening");
         assert_eq!(tcp_listener_inode(tcp, 4244), None, "not on 127.0.0.1");
         assert_eq!(tcp_listener_inode(tcp, 4245), None);
+        assert_eq!(listener::tcp_listener_uid(tcp, 4242), Some(0));
         let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
            0000000000000000: 00000002 00000000 00010000 0001 01 5001 /tmp/s.sock\n\
            0000000000000000: 00000002 00000000 00000000 0001 03 5002 /tmp/t.sock\n\

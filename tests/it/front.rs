@@ -379,7 +379,9 @@ fn status_after_a_forwarded_build() {
     let text = run(&mut sb.shim(["status"]), SHORT);
     assert_clean_success(&text);
     assert!(
-        text.out().lines().any(|l| l.trim() == "server: up"),
+        text.out()
+            .lines()
+            .any(|l| l.trim().starts_with("server: up, owned by you")),
         "{}",
         text.describe()
     );

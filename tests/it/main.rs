@@ -24,6 +24,7 @@ mod promises;
 mod resilience;
 mod sccache_real;
 mod secrets;
+mod shared_machine;
 mod signals;
 mod state_dir;
 mod wheel;
