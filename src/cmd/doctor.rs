@@ -676,6 +676,45 @@ mod tests {
         );
     }
 
+    /// The wrapper cargo runs, judged by what it names: this program (found or not), its alias,
+    /// sccache itself, or something else.
+    #[cfg(unix)]
+    #[test]
+    fn the_wrapper_is_judged_by_what_it_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path();
+        let level = |value: &str, program: &Path| judge_wrapper(value, "env", program, cwd).level;
+        let executable = |path: &Path| {
+            fs::write(path, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+
+        let shim = cwd.join("maybe-sccache");
+        assert!(level("maybe-sccache", &shim) == Level::Fail, "not found");
+        executable(&shim);
+        let found = if builds_c() { Level::Warn } else { Level::Ok };
+        assert!(level("maybe-sccache", &shim) == found, "found");
+
+        let sccache = cwd.join("sccache");
+        executable(&sccache);
+        let itself = judge_wrapper("sccache", "env", &sccache, cwd);
+        assert!(itself.level == Level::Warn, "{}", itself.text);
+        assert!(itself.text.contains("sccache itself"), "{}", itself.text);
+
+        let alias_dir = cwd.join("alias");
+        fs::create_dir(&alias_dir).unwrap();
+        let alias = alias_dir.join("sccache");
+        std::os::unix::fs::symlink(env::current_exe().unwrap(), &alias).unwrap();
+        let by_alias = judge_wrapper("/x/sccache", "env", &alias, cwd);
+        assert!(by_alias.level == Level::Ok, "{}", by_alias.text);
+        assert!(by_alias.text.contains("alias"), "{}", by_alias.text);
+
+        let other = judge_wrapper("ccache", "env", &sccache, cwd);
+        assert!(other.level == Level::Warn, "{}", other.text);
+        assert!(other.text.contains("not maybe-sccache"), "{}", other.text);
+    }
+
     #[test]
     fn sizes() {
         for good in ["512M", "10G", "1024", "2t"] {
