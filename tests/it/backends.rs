@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::resilience::{assert_app_prints, breaker_reason, breaker_state, write_libs};
 use crate::support::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

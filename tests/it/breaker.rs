@@ -7,8 +7,6 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::judgement::server_pid;
-use crate::resilience::{assert_app_prints, breaker_reason, breaker_state, counter, write_libs};
 use crate::support::*;
 
 fn trips(st: &Json) -> u64 {

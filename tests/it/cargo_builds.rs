@@ -159,27 +159,6 @@ fn sccache_path_pointing_to_the_shim_does_not_loop() {
     assert_found_real(&sb, &build_without_looping(&sb, &shim()), sccache);
 }
 
-/// The fixture with a type error: cargo fails with 101 and the error is shown exactly once.
-pub fn assert_compile_error_once(sb: &Sandbox) {
-    sb.write_fixture(Fixture::TypeError);
-    let r = sb.build();
-    assert_eq!(r.code(), Some(101), "{}", r.describe());
-    assert_eq!(
-        count(&r.stderr, "error[E0308]"),
-        1,
-        "the compile error must appear exactly once: {}",
-        r.describe()
-    );
-    for needle in ["sccache:", "SCCACHE_LOG", "panicked"] {
-        assert_eq!(
-            count(&r.all(), needle),
-            0,
-            "{needle:?} in: {}",
-            r.describe()
-        );
-    }
-}
-
 #[test]
 fn compile_error_shown_once_without_sccache() {
     let sb = Sandbox::new();

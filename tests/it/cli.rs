@@ -128,3 +128,33 @@ fn non_executable_compiler_exits_126() {
         &format!("maybe-sccache: error: cannot run {}:", compiler.display()),
     );
 }
+
+#[test]
+fn every_subcommand_has_help() {
+    let sb = Sandbox::new();
+    for sub in ["status", "doctor", "cache-key", "should-save", "reset"] {
+        for flag in ["--help", "-h"] {
+            let r = run(&mut sb.shim([sub, flag]), SHORT);
+            assert_clean_success(&r);
+            assert!(
+                r.out().contains(&format!("maybe-sccache {sub}")),
+                "{}",
+                r.describe()
+            );
+        }
+    }
+    let r = run(&mut sb.shim(["--help"]), SHORT);
+    for needle in [
+        "status [--json | --markdown]",
+        "doctor [--strict]",
+        "cache-key [--lockfile PATH] [--prefix STR] [--github-output]",
+        "should-save [--threshold PERCENT] [--github-output]",
+        "reset",
+    ] {
+        assert!(
+            r.out().contains(needle),
+            "--help lacks {needle:?}: {}",
+            r.describe()
+        );
+    }
+}

@@ -13,32 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::resilience::{assert_app_prints, breaker_state, counter, write_libs};
 use crate::support::*;
-
-/// The sccache versions to judge: the real 0.16, and the older and the newest release when they
-/// are given (CI gives both, and then they must be there).
-pub fn sccaches(test: &str) -> Vec<(&'static str, PathBuf)> {
-    let Some(current) = require_sccache(test) else {
-        return Vec::new();
-    };
-    let mut all = vec![("current", current.to_owned())];
-    for (name, var) in [
-        ("old", "MAYBE_SCCACHE_TEST_SCCACHE_OLD"),
-        ("newest", "MAYBE_SCCACHE_TEST_SCCACHE_NEWEST"),
-    ] {
-        match std::env::var_os(var).filter(|v| !v.is_empty()) {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                assert_real_sccache(var, &path);
-                all.push((name, path));
-            }
-            None if in_ci() => panic!("{test}: CI is set but {var} is not"),
-            None => eprintln!("{test}: {var} not set, that sccache release skipped"),
-        }
-    }
-    all
-}
 
 /// Something that is not an sccache server, holding a port: it accepts each connection, reads a
 /// little and hangs up, as a different service on a clashing port would.
@@ -350,28 +325,6 @@ impl Drop for OpenGate {
     fn drop(&mut self) {
         let _ = fs::write(&self.0, b"");
     }
-}
-
-/// The sccache server process listening for the sandbox (found by its environment).
-pub fn server_pid(sb: &Sandbox) -> Option<i32> {
-    let port = format!("SCCACHE_SERVER_PORT={}", sb.port);
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
-        if vars.contains(&port.as_bytes()) && vars.contains(&&b"SCCACHE_START_SERVER=1"[..]) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

@@ -4,20 +4,27 @@
 //! directory that is first on `PATH`, an empty `CARGO_HOME`, `HOME`, `SCCACHE_DIR`, the shim's
 //! state directory and the cargo target directory, plus a private sccache server port. Children
 //! run with a cleared environment, so nothing from the developer's machine leaks in.
+//!
+//! Test modules are named by topic. The helpers they share live in `support/`, one module per
+//! topic (sandbox, toolchain, sccache, fakes, fixtures, status, commands, run, ports, files,
+//! json), all re-exported from `support`, so `use crate::support::*;` brings them in; the
+//! stand-in GitHub Actions runner (`support::gha_runner`) is imported by the action tests only.
 
 #![cfg(unix)]
 
 mod support;
 
 mod action;
+mod action_install;
 mod backends;
 mod breaker;
 mod c_cpp;
 mod cargo_builds;
+mod ci_commands;
 mod cli;
+mod doctor;
 mod entry;
 mod fallback;
-mod front;
 mod judgement;
 mod passthrough;
 mod promises;
@@ -27,4 +34,5 @@ mod secrets;
 mod shared_machine;
 mod signals;
 mod state_dir;
+mod status;
 mod wheel;

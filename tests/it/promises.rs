@@ -7,7 +7,6 @@ use std::fs;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::resilience::counter;
 use crate::support::*;
 
 /// Numbers that are not numbers and a log filter env_logger cannot read: the build passes through

@@ -8,109 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Writes a workspace of `n` library crates into `ws`. With `chain`, crate `k` depends on `k-1`
-/// (a `-j1`-like critical path); without, they are independent (all can build at once). A bin
-/// `app` depends on the last (or all) and prints the sum it computed through them.
-pub fn write_libs(ws: &Path, n: usize, chain: bool) -> String {
-    let mut members = Vec::new();
-    for k in 1..=n {
-        let name = format!("l{k}");
-        let dir = ws.join(&name);
-        fs::create_dir_all(dir.join("src")).unwrap();
-        let mut deps = String::new();
-        let body = if chain && k > 1 {
-            deps.push_str(&format!("l{} = {{ path = \"../l{}\" }}\n", k - 1, k - 1));
-            format!("pub fn v() -> u64 {{ l{}::v() + {k} }}\n", k - 1)
-        } else {
-            format!("pub fn v() -> u64 {{ {k} }}\n")
-        };
-        fs::write(
-            dir.join("Cargo.toml"),
-            format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-                 [dependencies]\n{deps}"
-            ),
-        )
-        .unwrap();
-        fs::write(dir.join("src/lib.rs"), body).unwrap();
-        members.push(format!("\"{name}\""));
-    }
-    let app = ws.join("app");
-    fs::create_dir_all(app.join("src")).unwrap();
-    let (deps, expr): (Vec<String>, String) = if chain {
-        (
-            vec![format!("l{n} = {{ path = \"../l{n}\" }}")],
-            format!("l{n}::v()"),
-        )
-    } else {
-        (
-            (1..=n)
-                .map(|k| format!("l{k} = {{ path = \"../l{k}\" }}"))
-                .collect(),
-            (1..=n)
-                .map(|k| format!("l{k}::v()"))
-                .collect::<Vec<_>>()
-                .join(" + "),
-        )
-    };
-    fs::write(
-        app.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\n{}\n",
-            deps.join("\n")
-        ),
-    )
-    .unwrap();
-    fs::write(
-        app.join("src/main.rs"),
-        format!("fn main() {{ println!(\"sum={{}}\", {expr}); }}\n"),
-    )
-    .unwrap();
-    members.push("\"app\"".into());
-    fs::write(
-        ws.join("Cargo.toml"),
-        format!(
-            "[workspace]\nmembers = [{}]\nresolver = \"2\"\n",
-            members.join(", ")
-        ),
-    )
-    .unwrap();
-    format!("sum={}\n", n * (n + 1) / 2)
-}
-
-pub fn assert_app_prints(sb: &Sandbox, expected: &str) {
-    let app = sb.target.join("debug").join("app");
-    let r = run(&mut sb.command(&app), SHORT);
-    r.assert_success();
-    assert_eq!(
-        r.out(),
-        expected,
-        "the app built from the libs printed the wrong sum"
-    );
-}
-
-pub fn counter(status: &Json, kind: &str, reason: &str) -> u64 {
-    status
-        .path(&["counters", kind, reason])
-        .and_then(Json::as_u64)
-        .unwrap_or(0)
-}
-
-pub fn breaker_state(status: &Json) -> String {
-    match status.path(&["breaker", "state"]) {
-        Some(Json::String(s)) => s.clone(),
-        other => panic!("breaker.state missing: {other:?}"),
-    }
-}
-
-pub fn breaker_reason(status: &Json) -> String {
-    match status.path(&["breaker", "last_failure", "reason"]) {
-        Some(Json::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
 #[test]
 fn slow_failing_sccache_is_tried_at_most_three_times_in_a_12_crate_build() {
     let sb = Sandbox::new();
@@ -456,7 +353,7 @@ fn require_redis(test: &str) -> bool {
 
 #[test]
 fn redis_unreachable_at_start_the_build_passes() {
-    for (_, sccache) in crate::judgement::sccaches("redis_unreachable") {
+    for (_, sccache) in sccaches("redis_unreachable") {
         redis_unreachable_at_start_with(&sccache);
     }
 }

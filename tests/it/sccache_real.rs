@@ -5,7 +5,6 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::cargo_builds::assert_compile_error_once;
 use crate::support::*;
 
 fn stat(stats: &Json, key: &str) -> u64 {
@@ -202,7 +201,7 @@ fn compile_error_shown_once_with_real_sccache() {
 /// sccache's words, and does not run the compiler a second time.
 #[test]
 fn compiler_killed_under_real_sccache() {
-    for (_, sccache) in crate::judgement::sccaches("compiler_killed_under_real_sccache") {
+    for (_, sccache) in sccaches("compiler_killed_under_real_sccache") {
         compiler_killed_under(&sccache);
     }
 }

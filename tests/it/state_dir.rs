@@ -5,7 +5,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::resilience::{assert_app_prints, write_libs};
 use crate::support::*;
 
 /// The files in `dir`, sorted.
