@@ -14,6 +14,7 @@ mod backends;
 mod breaker;
 mod c_cpp;
 mod cargo_builds;
+mod ci_backends;
 mod cli;
 mod entry;
 mod fallback;
