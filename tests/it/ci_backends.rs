@@ -612,3 +612,102 @@ fn gcs_through_a_black_holed_proxy_at_start() {
         &["backend-unreachable"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `status` and `doctor`.
+
+/// A service that throttles every request: `status` names GHA, says it answers and that it is
+/// throttled; `doctor` warns about the upload quota.
+#[test]
+fn status_and_doctor_name_a_throttling_gha_service() {
+    let test = "status_and_doctor_name_a_throttling_gha_service";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    gha.control("429", "ok");
+    let (mut sb, _) = new_sandbox(sccache);
+    gha_env(&mut sb, &gha.url());
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["backend", "kind"]).and_then(Json::as_str),
+        Some("GHA"),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.path(&["backend", "throttled"]),
+        Some(&Json::Bool(true)),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.path(&["backend", "answers"]),
+        Some(&Json::Bool(true)),
+        "{st:?}"
+    );
+    let doctor = run(&mut sb.shim(["doctor"]), SHORT);
+    let text = doctor.out() + &doctor.err();
+    assert!(
+        text.contains("GHA") && text.contains("throttles") && text.contains("200 uploads"),
+        "{}",
+        doctor.describe()
+    );
+    assert!(
+        !text.contains("eyJ"),
+        "the token must never be shown: {text}"
+    );
+}
+
+/// `doctor` explains what makes sccache's GHA backend fail before it sends a byte: no v2 flag
+/// beside a results URL, an expired token, a release too old for the v2 service (a fake
+/// `sccache --version`: no such release is installed here).
+#[test]
+fn doctor_explains_gha_misconfiguration() {
+    let cases: [(&[(&str, &str)], Option<&str>, &str); 3] = [
+        (
+            &[("ACTIONS_CACHE_SERVICE_V2", "")],
+            None,
+            "ACTIONS_CACHE_SERVICE_V2 is not",
+        ),
+        (
+            &[(
+                "ACTIONS_RUNTIME_TOKEN",
+                "eyJhbGciOiJub25lIn0.eyJleHAiOjEwMDAwMDAwMDB9.c2ln",
+            )],
+            None,
+            "expired",
+        ),
+        (&[], Some("sccache 0.9.1"), "needs sccache 0.10 or later"),
+    ];
+    for (vars, fake_version, says) in cases {
+        let mut sb = Sandbox::new();
+        gha_env(&mut sb, "http://127.0.0.1:9/");
+        for (k, v) in vars {
+            sb.set_env(k, v);
+        }
+        match fake_version {
+            Some(v) => write_script(&sb.bin.join("sccache"), &format!("echo '{v}'\n")),
+            None => match real_sccache() {
+                Some(real) => {
+                    sb.install_real_sccache(real);
+                }
+                None => write_script(&sb.bin.join("sccache"), "echo 'sccache 0.16.0'\n"),
+            },
+        }
+        let doctor = run(&mut sb.shim(["doctor"]), SHORT);
+        let text = doctor.out() + &doctor.err();
+        assert!(
+            text.contains(says),
+            "expected {says:?}: {}",
+            doctor.describe()
+        );
+        assert!(
+            !text.contains("eyJ"),
+            "the token must never be shown: {text}"
+        );
+    }
+}
