@@ -235,9 +235,15 @@ pub(super) fn converse(mut stream: TcpStream, ep: &Endpoint, deadline: Instant) 
     ]
     .iter()
     .find_map(|k| json[k].as_str().filter(|s| !s.is_empty()));
-    match signed {
-        Some(signed) => ranged_read(signed, deadline),
-        None => Answer::Answers,
+    let Some(signed) = signed else {
+        return Answer::Answers;
+    };
+    // The service answered; what fails now is the blob store, and the words say so.
+    match ranged_read(signed, deadline) {
+        answer if answer.is_failing() => {
+            Answer::Fails(format!("its blob store {}", answer.words()))
+        }
+        answer => answer,
     }
 }
 
@@ -280,7 +286,7 @@ fn ranged_read(url: &str, deadline: Instant) -> Answer {
     match exchange(&mut stream, request.as_bytes(), deadline) {
         Ok((200 | 206 | 416, _)) => Answer::Answers,
         Ok((429, _)) => Answer::Throttled,
-        Ok((status, _)) => Answer::Fails(format!("signed URL: HTTP {status}")),
+        Ok((status, _)) => Answer::Fails(format!("HTTP {status}")),
         Err(answer) => answer,
     }
 }

@@ -414,6 +414,56 @@ fn gha_service_expired_token_is_caught_without_the_network() {
     );
 }
 
+/// The service answers 503 to everything from the start: down, as sccache's start fails.
+#[test]
+fn gha_service_answering_503_at_start() {
+    let test = "gha_service_answering_503_at_start";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    gha.control("5xx", "ok");
+    let (mut sb, expected) = new_sandbox(sccache);
+    gha_env(&mut sb, &gha.url());
+    fault_at_start(test, &sb, &expected, sccache, "GHA", &["HTTP 503"]);
+}
+
+/// The service answers, but the blob store its signed URLs point at refuses connections: the
+/// pre-check's one-byte read of the start-up check's entry finds it (the entry is made by a
+/// first, healthy server start).
+#[test]
+fn gha_blob_store_refused_at_start() {
+    let test = "gha_blob_store_refused_at_start";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    let (mut sb, expected) = new_sandbox(sccache);
+    gha_env(&mut sb, &gha.url());
+    let r = run(sb.command(sccache).arg("--start-server"), SHORT);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    run(sb.command(sccache).arg("--stop-server"), SHORT);
+    gha.control("ok", "refuse");
+    fault_at_start(
+        test,
+        &sb,
+        &expected,
+        sccache,
+        "GHA",
+        &["blob store refuses connections"],
+    );
+}
+
 /// The service and its blob store healthy: the first build stores through the service into
 /// azurite, a second one from an empty local cache and a fresh server hits.
 #[test]
