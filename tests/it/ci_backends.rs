@@ -717,7 +717,9 @@ fn status_and_doctor_name_a_throttling_gha_service() {
 /// `sccache --version`: no such release is installed here).
 #[test]
 fn doctor_explains_gha_misconfiguration() {
-    let cases: [(&[(&str, &str)], Option<&str>, &str); 3] = [
+    // (extra variables, a fake `sccache --version` line, what doctor must say)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+    let cases: [Case; 3] = [
         (
             &[("ACTIONS_CACHE_SERVICE_V2", "")],
             None,
