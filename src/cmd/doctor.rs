@@ -268,37 +268,46 @@ fn sccache(config: &Config, findings: &mut Vec<Finding>) -> Option<PathBuf> {
     };
     let mut cmd = Command::new(&path);
     cmd.arg("--version").stdin(Stdio::null());
-    let problem = match run_bounded(cmd, VERSION_TIMEOUT) {
-        Ok(Output {
-            code: Some(0),
-            stdout,
-            ..
-        }) => {
-            let text = String::from_utf8_lossy(&stdout);
-            let version = text.lines().next().unwrap_or("").trim().to_owned();
-            findings.push(ok(format!(
-                "sccache: {} at {} (found via {origin})",
-                if version.is_empty() {
-                    "unknown version"
-                } else {
-                    &version
-                },
-                path.display()
-            )));
-            return Some(path);
-        }
-        Ok(Output { code, stderr, .. }) => format!(
-            "`sccache --version` failed ({}): {}",
-            code.map_or("killed by a signal".to_owned(), |c| format!(
-                "exit code {c}"
-            )),
-            String::from_utf8_lossy(&stderr)
-                .lines()
-                .next()
-                .unwrap_or("no output")
-        ),
-        Err(e) => format!("`sccache --version`: {e}"),
-    };
+    let problem =
+        match run_bounded(cmd, VERSION_TIMEOUT) {
+            Ok(Output {
+                code: Some(0),
+                stdout,
+                ..
+            }) => {
+                let text = String::from_utf8_lossy(&stdout);
+                let version = text.lines().next().unwrap_or("").trim().to_owned();
+                findings.push(ok(format!(
+                    "sccache: {} at {} (found via {origin})",
+                    if version.is_empty() {
+                        "unknown version"
+                    } else {
+                        &version
+                    },
+                    path.display()
+                )));
+                if let Some(problem) = backend::gha::release_problem(&path) {
+                    findings.push(fail(
+                    format!("sccache: {}", problem.trim_start_matches("backend-unsupported: ")),
+                    "install sccache 0.10 or later (mozilla-actions/sccache-action installs the \
+                     latest by default), or unset ACTIONS_CACHE_SERVICE_V2 on GitHub Enterprise \
+                     Server",
+                ));
+                }
+                return Some(path);
+            }
+            Ok(Output { code, stderr, .. }) => format!(
+                "`sccache --version` failed ({}): {}",
+                code.map_or("killed by a signal".to_owned(), |c| format!(
+                    "exit code {c}"
+                )),
+                String::from_utf8_lossy(&stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("no output")
+            ),
+            Err(e) => format!("`sccache --version`: {e}"),
+        };
     findings.push(fail(
         format!(
             "sccache: {} (found via {origin}) does not run: {problem}",
@@ -520,33 +529,49 @@ fn in_ci() -> bool {
 /// same probe the shim's watchdog uses, all endpoints at once, within a few seconds.
 fn backend_findings(backends: &[Backend]) -> Vec<Finding> {
     let answers = backend::probe_all(backends, Duration::from_secs(3));
-    backends
-        .iter()
-        .zip(answers)
-        .map(|(b, answers)| {
-            let place = crate::logging::redact_secrets(&b.describe());
-            let Some(first) = answers.first() else {
-                return info(format!(
-                    "backend: {place}; the shim cannot probe this kind itself, only the bounded \
+    let mut findings = Vec::new();
+    if backends.iter().any(|b| b.kind == "GHA") {
+        if let Some(problem) = backend::gha::config_problem() {
+            findings.push(fail(
+                format!("backend: GHA: {problem}"),
+                "on GitHub Actions, export ACTIONS_RESULTS_URL, ACTIONS_RUNTIME_TOKEN and \
+                 ACTIONS_CACHE_SERVICE_V2=on to later steps (mozilla-actions/sccache-action \
+                 does), and run sccache in the job that got the token; until then the shim \
+                 compiles directly",
+            ));
+        }
+    }
+    let probed = backends.iter().zip(answers).map(|(b, answers)| {
+        let place = crate::logging::redact_secrets(&b.describe());
+        let Some(first) = answers.first() else {
+            return info(format!(
+                "backend: {place}; the shim cannot probe this kind itself, only the bounded \
                      server start and the watchdog guard it"
-                ));
-            };
-            let fix = format!(
-                "start the {} server or fix its address ({}); until then the shim compiles \
+            ));
+        };
+        let fix = format!(
+            "start the {} server or fix its address ({}); until then the shim compiles \
                  directly",
-                b.kind, b.origin
-            );
-            if answers.contains(&Answer::Answers) {
-                ok(format!("backend: {place} answers"))
-            } else if answers.iter().all(Answer::is_down) {
-                fail(format!("backend: {place} {}", first.words()), fix)
-            } else if answers.iter().all(Answer::is_failing) {
-                warn(format!("backend: {place} {}", first.words()), fix)
-            } else {
-                info(format!("backend: {place}: {}", first.words()))
-            }
-        })
-        .collect()
+            b.kind, b.origin
+        );
+        if answers.contains(&Answer::Answers) {
+            ok(format!("backend: {place} answers"))
+        } else if answers.contains(&Answer::Throttled) {
+            warn(
+                format!("backend: {place} {}", Answer::Throttled.words()),
+                "the GitHub Actions cache takes 200 uploads a minute per repository: write \
+                     from fewer jobs (read-only on pull requests), or use the local disk cache",
+            )
+        } else if answers.iter().all(Answer::is_down) {
+            fail(format!("backend: {place} {}", first.words()), fix)
+        } else if answers.iter().all(Answer::is_failing) {
+            warn(format!("backend: {place} {}", first.words()), fix)
+        } else {
+            info(format!("backend: {place}: {}", first.words()))
+        }
+    });
+    findings.extend(probed);
+    findings
 }
 
 /// sccache's sizes: digits, then an optional K, M, G or T.

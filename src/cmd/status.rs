@@ -129,7 +129,9 @@ fn backend_report(stats: Option<&Value>) -> Value {
     let answers = backend::probe_all(&backends[..1], Duration::from_secs(3)).remove(0);
     let verdict = if answers.is_empty() {
         Value::Null
-    } else if answers.contains(&backend::Answer::Answers) {
+    } else if answers.contains(&backend::Answer::Answers)
+        || answers.contains(&backend::Answer::Throttled)
+    {
         json!(true)
     } else if answers.iter().all(backend::Answer::is_failing) {
         json!(false)
@@ -141,6 +143,7 @@ fn backend_report(stats: Option<&Value>) -> Value {
         "where": first.describe(),
         "answers": verdict,
         "probe": answers.iter().map(backend::Answer::words).collect::<Vec<_>>(),
+        "throttled": answers.contains(&backend::Answer::Throttled),
         "server_location": server_location,
         "others": backends[1..].iter().map(|b| b.describe()).collect::<Vec<_>>(),
     })

@@ -403,7 +403,10 @@ impl StartFailure {
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
 /// `timeout`. `Ok` when a server is up afterwards.
 pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
-    if let Some(problem) = error_log_problem().or_else(crate::backend::precheck) {
+    let problem = error_log_problem()
+        .or_else(|| crate::backend::gha::release_problem(sccache))
+        .or_else(crate::backend::precheck);
+    if let Some(problem) = problem {
         return Err(StartFailure(problem));
     }
     let started = Instant::now();

@@ -20,6 +20,7 @@ mod backends;
 mod breaker;
 mod c_cpp;
 mod cargo_builds;
+mod ci_backends;
 mod ci_commands;
 mod cli;
 mod doctor;

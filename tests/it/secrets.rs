@@ -42,20 +42,29 @@ fn assert_nowhere(sb: &Sandbox, build: &Run, log: &Path, secrets: &[&str]) {
 }
 
 /// The real sccache, given an Azure connection string with a shared access signature and an
-/// endpoint that refuses, quotes the signed URL (`…?sv=…&sig=…`) in its start-up error, which
-/// the shim logs.
+/// endpoint that accepts connections and closes them without a word, quotes the signed URL
+/// (`…?sv=…&sig=…`) in its start-up error, which the shim logs. (A refusing endpoint would be
+/// caught by the shim's pre-check before sccache said anything; a closed connection is not
+/// proof enough for the pre-check, so sccache gets to speak.)
 #[test]
 fn real_sccache_quoting_a_signed_url_reveals_no_signature() {
     let mut sb = Sandbox::new();
     let Some(sccache) = require_sccache("signed_url") else {
         return;
     };
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closer.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in closer.incoming() {
+            drop(conn);
+        }
+    });
     let sig = "SiGnAtUrE0sEcReT%3D";
     let log = sb.data.join("shim.log");
     sb.set_env(
         "SCCACHE_AZURE_CONNECTION_STRING",
         format!(
-            "BlobEndpoint=http://127.0.0.1:1/devst;SharedAccessSignature=sv=2022-11-02&ss=b&sig={sig}"
+            "BlobEndpoint=http://127.0.0.1:{port}/devst;SharedAccessSignature=sv=2022-11-02&ss=b&sig={sig}"
         ),
     )
     .set_env("SCCACHE_AZURE_BLOB_CONTAINER", "c")
