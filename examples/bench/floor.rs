@@ -1,4 +1,5 @@
-//! The floor for any wrapper binary: exec argv[1..] and nothing else (built by examples/bench.rs).
+//! The floor for any wrapper binary: exec argv[1..] and nothing else (built by the benchmark, in
+//! examples/bench/sandbox.rs).
 use std::os::unix::process::CommandExt;
 fn main() {
     let mut args = std::env::args_os().skip(1);
