@@ -211,6 +211,11 @@ pub fn probe_all(backends: &[Backend], timeout: Duration) -> Vec<Vec<Answer>> {
 /// Before a server start: a reason naming the backend when one is definitely down (every
 /// endpoint of it refuses or does not exist). Time-outs prove nothing and are left to the bounded
 /// start.
+///
+/// In a multilevel chain (`disk,redis`) one level down is enough: sccache 0.16 checks every level
+/// when its server starts, and a level that fails the check ends the start ("storage check
+/// failed", measured with Redis's port closed, after about 30 s of its pool's retries) instead of
+/// falling through to the other levels. Failing open at once saves the build those seconds.
 pub fn precheck() -> Option<String> {
     let backends = detect();
     if backends.iter().all(|b| b.endpoints.is_empty()) {
@@ -250,22 +255,46 @@ pub fn probe(ep: &Endpoint, deadline: Instant) -> Answer {
         Ok(addrs) => addrs,
         Err(answer) => return answer,
     };
-    let mut last = Answer::Silent;
-    for addr in addrs.into_iter().take(2) {
+    connect_any(&addrs, ep, deadline)
+}
+
+/// Tries each address in turn, all within the one `deadline`, and speaks to the first that
+/// accepts. A host with several addresses (IPv6 and IPv4, or a round-robin name) is down only
+/// when every one of them refuses: one dead address beside a live one is a healthy backend.
+fn connect_any(addrs: &[SocketAddr], ep: &Endpoint, deadline: Instant) -> Answer {
+    let mut answers = Vec::new();
+    for (n, addr) in addrs.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Answer::Silent;
+            answers.push(Answer::Silent);
+            break;
         }
-        match TcpStream::connect_timeout(&addr, left) {
+        // A black-holed address must not use up the time of those after it: each gets an
+        // equal share of what is left.
+        let share = left / (addrs.len() - n) as u32;
+        match TcpStream::connect_timeout(addr, share.max(Duration::from_millis(1))) {
             Ok(stream) => return converse(stream, ep, deadline),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => last = Answer::Refused,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => answers.push(Answer::Refused),
             Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
-                last = Answer::Silent
+                answers.push(Answer::Silent)
             }
-            Err(e) => last = Answer::Unknown(e.to_string()),
+            Err(e) => answers.push(Answer::Unknown(e.to_string())),
         }
     }
-    last
+    combine(answers)
+}
+
+/// The answer for a host whose addresses all failed: refused only when every one refused (or
+/// there were none to try); otherwise the least definite of them, since an address that did not
+/// answer in time or failed otherwise may be the one that works.
+fn combine(answers: Vec<Answer>) -> Answer {
+    if answers.iter().all(|a| *a == Answer::Refused) {
+        return Answer::Refused;
+    }
+    if let Some(unknown) = answers.iter().find(|a| matches!(a, Answer::Unknown(_))) {
+        return unknown.clone();
+    }
+    Answer::Silent
 }
 
 fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Answer> {
@@ -298,28 +327,38 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
 fn resolve_in_process(host: &str, port: u16) -> Result<Vec<IpAddr>, Answer> {
     match (host, port).to_socket_addrs() {
         Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
-        Err(e) => {
-            // getaddrinfo's EAI_NONAME (glibc, musl, BSD wording) is definite; EAI_AGAIN and
-            // the rest (no network, a DNS server that does not answer) are not.
-            let text = e.to_string();
-            let definite = [
-                "Name or service not known",
-                "nodename nor servname provided",
-                "No address associated with hostname",
-                "No such host is known",
-            ];
-            if definite.iter().any(|d| text.contains(d)) {
-                Err(Answer::NoSuchHost)
-            } else {
-                Err(Answer::Unknown(text))
-            }
-        }
+        Err(e) => Err(lookup_error_answer(&e.to_string())),
+    }
+}
+
+/// What a failed `getaddrinfo` proves, from its message (std gives no code). Only "no such name"
+/// (`EAI_NONAME`, `EAI_NODATA`, in glibc's, musl's, BSD's and Windows' wording) is definite;
+/// `EAI_AGAIN` (a resolver that timed out or answered SERVFAIL), `EAI_FAIL` and the rest say
+/// nothing about the backend, and one resolver hiccup must not turn caching off for a cooldown.
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu", target_feature = "crt-static"),
+    allow(dead_code)
+)]
+fn lookup_error_answer(text: &str) -> Answer {
+    let definite = [
+        "Name or service not known",
+        "nodename nor servname provided",
+        "No address associated with hostname",
+        "No such host is known",
+        "Name does not resolve",
+    ];
+    if definite.iter().any(|d| text.contains(d)) {
+        Answer::NoSuchHost
+    } else {
+        Answer::Unknown(text.to_owned())
     }
 }
 
 /// A static glibc build asks `getent ahosts`, which runs the system's own NSS configuration in a
-/// process of its own, within the probe's deadline. Exit code 2 is getent's "no such key"; any
-/// other failure (no getent, a time-out) proves nothing.
+/// process of its own, within the probe's deadline. getent exits 2 whenever `getaddrinfo` fails,
+/// for "no such name" and for a resolver that timed out or answered SERVFAIL alike, so its exit
+/// code cannot prove a name absent: every failure is "unknown". A host that truly does not exist
+/// still fails the server start, through sccache's own bounded start.
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static")),
     allow(dead_code)
@@ -336,11 +375,20 @@ fn resolve_with_getent(host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Ans
         .map_err(|e| Answer::Unknown(format!("getent: {e}")))?;
     match out.code {
         Some(0) => Ok(getent_addresses(&out.stdout)),
-        Some(2) => Err(Answer::NoSuchHost),
-        _ => Err(Answer::Unknown(format!(
+        code => Err(getent_failure(code, &out.stderr)),
+    }
+}
+
+/// What a failed `getent ahosts` proves: nothing (see [`resolve_with_getent`]).
+fn getent_failure(code: Option<i32>, stderr: &[u8]) -> Answer {
+    match code {
+        Some(2) => Answer::Unknown(
+            "getent ahosts found no address (no such name, or a DNS failure)".into(),
+        ),
+        _ => Answer::Unknown(format!(
             "getent ahosts failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
+            String::from_utf8_lossy(stderr).trim()
+        )),
     }
 }
 
@@ -834,16 +882,106 @@ mod tests {
     /// The path a static glibc build takes, run here whatever the build: the system's own
     /// `getent`, which every glibc system has.
     #[test]
-    fn getent_resolves_and_knows_names_that_do_not_exist() {
+    fn getent_resolves_and_never_proves_a_name_absent() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let ips = resolve_with_getent("localhost", deadline).expect("localhost resolves");
         assert!(ips.iter().all(|ip| ip.is_loopback()), "{ips:?}");
         assert!(!ips.is_empty());
-        // `.invalid` never resolves (RFC 6761); without DNS at all the answer is "unknown".
+        // `.invalid` never resolves (RFC 6761), but getent's exit code is the same for a
+        // resolver that failed: it proves nothing.
         match resolve_with_getent("no-such-host.invalid", deadline) {
-            Err(Answer::NoSuchHost) | Err(Answer::Unknown(_)) => {}
+            Err(Answer::Unknown(_)) => {}
             other => panic!("no-such-host.invalid: {other:?}"),
         }
+        assert!(!getent_failure(Some(2), b"").is_down());
+        assert!(!getent_failure(Some(2), b"").is_failing());
+        assert_eq!(
+            getent_failure(Some(1), b"getent: oops\n"),
+            Answer::Unknown("getent ahosts failed: getent: oops".into())
+        );
+    }
+
+    #[test]
+    fn only_no_such_name_proves_a_host_absent() {
+        let gai =
+            |m: &str| lookup_error_answer(&format!("failed to lookup address information: {m}"));
+        assert_eq!(gai("Name or service not known"), Answer::NoSuchHost);
+        assert_eq!(
+            gai("No address associated with hostname"),
+            Answer::NoSuchHost
+        );
+        assert_eq!(gai("Name does not resolve"), Answer::NoSuchHost);
+        assert_eq!(
+            gai("nodename nor servname provided, or not known"),
+            Answer::NoSuchHost
+        );
+        for hiccup in [
+            "Temporary failure in name resolution",
+            "Non-recoverable failure in name resolution",
+            "Try again",
+            "System error",
+        ] {
+            let answer = gai(hiccup);
+            assert!(matches!(answer, Answer::Unknown(_)), "{hiccup}: {answer:?}");
+            assert!(!answer.is_down() && !answer.is_failing(), "{hiccup}");
+        }
+    }
+
+    #[test]
+    fn every_resolved_address_is_tried() {
+        use std::net::TcpListener;
+        let ep = Endpoint {
+            host: "cache.example".into(),
+            port: 1,
+            protocol: Protocol::Redis,
+            tls: false,
+            proxied: false,
+        };
+        let closed = |n| -> Vec<SocketAddr> {
+            (0..n)
+                .map(|_| {
+                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                    l.local_addr().unwrap()
+                })
+                .collect()
+        };
+        let answering = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut addrs = closed(3);
+        addrs.push(answering.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = answering.accept().unwrap();
+            let mut buf = [0u8; 6];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(b"+PONG\r\n").unwrap();
+        });
+        let soon = Instant::now() + Duration::from_secs(2);
+        assert_eq!(connect_any(&addrs, &ep, soon), Answer::Answers);
+        server.join().unwrap();
+        let soon = Instant::now() + Duration::from_secs(2);
+        assert_eq!(connect_any(&closed(3), &ep, soon), Answer::Refused);
+        // A silent address beside refusing ones: it may be the one that works.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut addrs = closed(2);
+        addrs.push(silent.local_addr().unwrap());
+        let soon = Instant::now() + Duration::from_millis(500);
+        assert_eq!(connect_any(&addrs, &ep, soon), Answer::Silent);
+    }
+
+    #[test]
+    fn a_host_is_refused_only_when_every_address_refused() {
+        use Answer::*;
+        assert_eq!(combine(vec![Refused]), Refused);
+        assert_eq!(combine(vec![Refused, Refused, Refused]), Refused);
+        assert_eq!(combine(vec![Refused, Silent]), Silent);
+        assert_eq!(combine(vec![Silent, Refused]), Silent);
+        assert_eq!(
+            combine(vec![Refused, Unknown("x".into())]),
+            Unknown("x".into())
+        );
+        assert_eq!(
+            combine(vec![Silent, Unknown("y".into())]),
+            Unknown("y".into())
+        );
     }
 
     #[test]
