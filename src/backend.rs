@@ -234,13 +234,17 @@ pub fn precheck() -> Option<String> {
     })
 }
 
-/// Does the configured remote backend answer now? `true` only when there is one and every
-/// endpoint that was probed answered (within the pre-check's time); a local cache gives `false`.
-pub fn answers() -> bool {
+/// Does the remote backend answer now? `None` when sccache uses its local disk cache alone;
+/// else `Some(true)` only when every endpoint that was probed answered (within the pre-check's
+/// time), so a backend the shim cannot probe gives `Some(false)`.
+pub fn remote_answers() -> Option<bool> {
     let backends = detect();
+    if backends.is_empty() {
+        return None;
+    }
     let answers = probe_all(&backends, PRECHECK_TIMEOUT);
     let mut all = answers.iter().flatten().peekable();
-    all.peek().is_some() && all.all(|a| *a == Answer::Answers)
+    Some(all.peek().is_some() && all.all(|a| *a == Answer::Answers))
 }
 
 /// How long the pre-check before a server start may take, all endpoints together.
