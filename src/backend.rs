@@ -273,19 +273,28 @@ fn connect_any(addrs: &[SocketAddr], ep: &Endpoint, deadline: Instant) -> Answer
             answers.push(Answer::Silent);
             break;
         }
-        // A black-holed address must not use up the time of those after it: each gets an
-        // equal share of what is left.
-        let share = left / (addrs.len() - n) as u32;
-        match TcpStream::connect_timeout(addr, share.max(Duration::from_millis(1))) {
+        match TcpStream::connect_timeout(addr, share(left, addrs.len() - n)) {
             Ok(stream) => return converse(stream, ep, deadline),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => answers.push(Answer::Refused),
-            Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
-                answers.push(Answer::Silent)
-            }
-            Err(e) => answers.push(Answer::Unknown(e.to_string())),
+            Err(e) => answers.push(connect_error_answer(&e)),
         }
     }
     combine(answers)
+}
+
+/// The time one of `untried` addresses may take to connect, of `left`: a black-holed address must
+/// not use up the time of those after it, so each gets an equal share.
+fn share(left: Duration, untried: usize) -> Duration {
+    let untried = u32::try_from(untried.max(1)).unwrap_or(u32::MAX);
+    (left / untried).max(Duration::from_millis(1))
+}
+
+/// What a failed connection to one address says.
+fn connect_error_answer(e: &std::io::Error) -> Answer {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => Answer::Refused,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Answer::Silent,
+        _ => Answer::Unknown(e.to_string()),
+    }
 }
 
 /// The answer for a host whose addresses all failed: refused only when every one refused (or
@@ -409,11 +418,15 @@ fn getent_failure(code: Option<i32>, stderr: &[u8], no_such_name: impl FnOnce() 
     allow(dead_code)
 )]
 fn dns_says_no_such_name(host: &str, deadline: Instant) -> bool {
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    server_says_no_such_name(first_nameserver(&conf), host, deadline)
+}
+
+fn server_says_no_such_name(server: Option<SocketAddr>, host: &str, deadline: Instant) -> bool {
     if !host.trim_end_matches('.').contains('.') {
         return false;
     }
-    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let Some(server) = first_nameserver(&conf) else {
+    let Some(server) = server else {
         return false;
     };
     dns_rcode(server, host, deadline) == Some(DNS_NXDOMAIN)
@@ -995,6 +1008,12 @@ mod tests {
             other => panic!("no-such-host.invalid: {other:?}"),
         }
         let unasked = || -> bool { panic!("only exit 2 asks DNS") };
+        assert_eq!(
+            getent_failure(Some(2), b"x", || false),
+            Answer::Unknown(
+                "getent ahosts found no address (no such name, or a DNS failure)".into()
+            )
+        );
         assert!(!getent_failure(Some(2), b"", || false).is_down());
         assert!(!getent_failure(Some(2), b"", || false).is_failing());
         assert_eq!(getent_failure(Some(2), b"", || true), Answer::NoSuchHost);
@@ -1051,6 +1070,41 @@ mod tests {
         assert!(began.elapsed() < Duration::from_secs(2));
         // Single labels go through the search list: never asked, never "no such host".
         assert!(!dns_says_no_such_name("redis", soon()));
+        let says = |rcode, host| server_says_no_such_name(Some(fake_dns(rcode)), host, soon());
+        assert!(says(Some(3), "cache.example"));
+        assert!(says(Some(3), "cache.example."));
+        assert!(!says(Some(2), "cache.example"));
+        assert!(!says(Some(0), "cache.example"));
+        assert!(!says(Some(3), "redis"));
+        assert!(!says(Some(3), "redis."));
+        assert!(!server_says_no_such_name(None, "cache.example", soon()));
+    }
+
+    #[test]
+    fn each_address_gets_a_fair_share_and_its_errors_their_meaning() {
+        let ms = Duration::from_millis;
+        assert_eq!(share(ms(900), 3), ms(300));
+        assert_eq!(share(ms(900), 1), ms(900));
+        assert_eq!(share(ms(900), 0), ms(900));
+        assert_eq!(share(ms(0), 2), ms(1));
+        let e = |kind| std::io::Error::from(kind);
+        assert_eq!(
+            connect_error_answer(&e(ErrorKind::ConnectionRefused)),
+            Answer::Refused
+        );
+        assert_eq!(
+            connect_error_answer(&e(ErrorKind::TimedOut)),
+            Answer::Silent
+        );
+        assert_eq!(
+            connect_error_answer(&e(ErrorKind::WouldBlock)),
+            Answer::Silent
+        );
+        let unreachable = std::io::Error::from_raw_os_error(libc::ENETUNREACH);
+        assert!(matches!(
+            connect_error_answer(&unreachable),
+            Answer::Unknown(_)
+        ));
     }
 
     #[test]
