@@ -326,11 +326,6 @@ fn foreign_server(owner: server::Owner) -> &'static str {
 /// since then, its backend is failing (a dead Redis makes every call wait out read and write
 /// time-outs): open the breaker. The server is left running for the calls still in it; the probe
 /// after the cooldown replaces it with one that checks the backend afresh.
-///
-/// The counters are the whole server's, though. When every look found this call's compile at
-/// work, the compile is what made it slow, and the rise may be another call's error or one failed
-/// write (a full Redis refuses writes and still serves hits): then a backend that answers now
-/// keeps the breaker closed.
 fn check_backend_after_slow_call(
     config: &Config,
     sccache: &Path,
@@ -341,14 +336,13 @@ fn check_backend_after_slow_call(
     let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
         return;
     };
-    if errors <= before {
-        return;
-    }
-    if always_compiling && backend::answers() {
-        log::info!(
-            "sccache error counters rose from {before} to {errors} during a slow compile, but the \
-             backend answers: breaker left closed"
-        );
+    if !errors_trip(before, errors, always_compiling, backend::remote_answers) {
+        if errors > before {
+            log::info!(
+                "sccache error counters rose from {before} to {errors} during a slow compile, \
+                 but the cache is local or the backend answers: breaker left closed"
+            );
+        }
         return;
     }
     state::trip(
@@ -359,10 +353,55 @@ fn check_backend_after_slow_call(
     );
 }
 
+/// Whether a rise of sccache's error counters from `before` to `errors` during a slow call opens
+/// the breaker. `remote_answers` says whether the remote backend answers now (`None`: the cache
+/// is a local disk).
+///
+/// The counters are the whole server's. When every watchdog look found a compile at work, the
+/// compile is what made the call slow, and the rise may be another call's error, one corrupt
+/// entry (sccache 0.16 counts a cache error, then compiles it as a miss, measured) or one
+/// failed write (a full Redis refuses writes and still serves hits): then a local cache, or a
+/// backend that answers now, keeps the breaker closed. A call seen idle, or a remote backend
+/// that does not answer, still trips it.
+fn errors_trip(
+    before: u64,
+    errors: u64,
+    always_compiling: bool,
+    remote_answers: impl FnOnce() -> Option<bool>,
+) -> bool {
+    if errors <= before {
+        return false;
+    }
+    if !always_compiling {
+        return true;
+    }
+    remote_answers() == Some(false)
+}
+
 /// Hands sccache's buffered output to cargo, byte for byte. A closed pipe is not the shim's
 /// problem to report.
 fn replay(stdout: &[u8], stderr: &[u8]) {
     let _ = std::io::stdout().lock().write_all(stdout);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().lock().write_all(stderr);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rise_of_errors_during_a_busy_compile_trips_only_a_silent_remote_backend() {
+        let never = || -> Option<bool> { panic!("no probe needed") };
+        // No rise: nothing to judge, and no probe.
+        assert!(!errors_trip(3, 3, false, never));
+        assert!(!errors_trip(3, 2, false, never));
+        // A call seen idle: the rise is the backend's, whatever it is.
+        assert!(errors_trip(3, 4, false, never));
+        // Busy on every look: a local disk cache (one corrupt entry, another call's error) and a
+        // backend that answers keep the breaker closed; a remote one that does not trips it.
+        assert!(!errors_trip(3, 4, true, || None));
+        assert!(!errors_trip(3, 4, true, || Some(true)));
+        assert!(errors_trip(3, 4, true, || Some(false)));
+    }
 }

@@ -341,6 +341,43 @@ fn down_at_start(kind: Kind) {
     assert!(text.out().contains(kind.name()), "{}", text.describe());
 }
 
+/// Issue 16, item 5: a multilevel chain with one level down is judged as sccache itself would
+/// run it. sccache 0.16 checks every level when its server starts, and a level that fails the
+/// check ends the start ("storage check failed") instead of falling through to the disk level
+/// (seen here with Redis's port closed: the server exits after its pool's retries). So the shim
+/// fails open at once, naming Redis, rather than waiting for a start that cannot succeed.
+#[test]
+fn a_disk_redis_chain_with_redis_down_fails_open_as_sccache_cannot_start() {
+    let test = "a_disk_redis_chain_with_redis_down_fails_open_as_sccache_cannot_start";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let (mut sb, expected) = sandbox(Kind::Redis, reserve_port(), 2, sccache);
+    sb.set_env("SCCACHE_MULTILEVEL_CHAIN", "disk,redis");
+    let (r, took) = timed_build(&sb, &["build", "--offline"]);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    assert_reason_names(&st, Kind::Redis, &["backend-unreachable"]);
+    // What the judgement rests on: sccache's own server, run in the foreground with the same
+    // environment, does not come up with the Redis level down.
+    let server = run(
+        sb.command(sccache)
+            .env("SCCACHE_START_SERVER", "1")
+            .env("SCCACHE_NO_DAEMON", "1")
+            .env("SCCACHE_LOG", "warn"),
+        BUILD,
+    );
+    assert_ne!(server.code(), Some(0), "{}", server.describe());
+    assert!(
+        server.err().contains("storage check failed") || server.err().contains("failed to read"),
+        "{}",
+        server.describe()
+    );
+}
+
 #[test]
 fn s3_down_at_start() {
     down_at_start(Kind::S3);

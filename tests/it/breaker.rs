@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -529,4 +530,106 @@ fn running_out_of_file_descriptors_in_the_half_open_probe_blames_no_one() {
         shortages > 0,
         "no limit ran out just as the probe asked for statistics"
     );
+}
+
+/// Issue 16, item 5: with the local disk cache, one corrupt entry in another call must not open
+/// the breaker for every call. sccache 0.16 reads a corrupt entry, counts a cache error and
+/// compiles the call as a miss (measured); the shim saw that rise of the server-wide error
+/// counters at the end of a slow call that was compiling on every look, and, with no remote
+/// backend to ask, tripped. Order without timing: the slow call's compiler waits for a file the
+/// test writes only after the watchdog's first look at it is in the log and the other call, with
+/// the corrupt entry, has finished.
+#[test]
+fn a_corrupt_disk_cache_entry_in_another_call_leaves_the_breaker_closed() {
+    let test = "a_corrupt_disk_cache_entry_in_another_call_leaves_the_breaker_closed";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    sb.install_real_sccache(sccache);
+    let log = sb.data.join("shim.log");
+    sb.set_env("MAYBE_SCCACHE_LOG", "debug")
+        .set_env("MAYBE_SCCACHE_LOG_FILE", &log);
+    let go = sb.data.join("go");
+    let slow_rustc = sb.bin.join("slow-rustc");
+    write_script(
+        &slow_rustc,
+        &format!(
+            "case \"$*\" in *--print*|*-vV*) ;; *slow.rs*) i=0; while [ ! -e {go} ] && \
+             [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac\nexec {rustc} \"$@\"\n",
+            go = sh_quote(go.as_os_str()),
+            rustc = sh_quote(toolchain_rustc().as_os_str())
+        ),
+    );
+    let call = |src: &str, compiler: &Path| -> Command {
+        let file = sb.data.join(src);
+        fs::write(&file, format!("pub fn f() -> u32 {{ {} }}\n", src.len())).unwrap();
+        let out = sb.data.join(format!("out-{src}"));
+        fs::create_dir_all(&out).unwrap();
+        let mut args = vec![compiler.as_os_str().to_owned()];
+        args.extend(cacheable_args(file.to_str().unwrap(), &out));
+        sb.shim(args)
+    };
+    // A first call stores its result in the disk cache; then every cache file is overwritten.
+    run(&mut call("other.rs", &toolchain_rustc()), SHORT).assert_success();
+    let mut corrupted = 0;
+    for entry in walk(&sb.sccache_dir) {
+        if entry.components().count() > sb.sccache_dir.components().count() + 2 {
+            fs::write(&entry, b"not a cache entry").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(
+        corrupted > 0,
+        "no cache entry under {}",
+        sb.sccache_dir.display()
+    );
+    // The slow call, at work in the server until `go` exists.
+    let mut slow = call("slow.rs", &slow_rustc);
+    slow.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut slow = slow.spawn().unwrap();
+    let looked = wait_for(Duration::from_secs(60), || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("compiler_at_work: Some(true)")
+    });
+    assert!(looked, "the watchdog never looked at the slow call");
+    // Another call reads its corrupt entry: sccache counts an error and compiles it.
+    let stats_before = sb.sccache_stats(sccache);
+    run(&mut call("other.rs", &toolchain_rustc()), SHORT).assert_success();
+    let stats_after = sb.sccache_stats(sccache);
+    fs::write(&go, b"").unwrap();
+    let ended = wait_for(BUILD, || slow.try_wait().unwrap().is_some());
+    assert!(ended, "the slow call ended");
+    assert!(slow.wait().unwrap().success(), "the slow call compiled");
+    let errors = |s: &Json| s.path(&["stats", "cache_errors"]).map(|v| v.to_string());
+    assert_ne!(
+        errors(&stats_before),
+        errors(&stats_after),
+        "the corrupt entry counted as a cache error: {stats_after:?}"
+    );
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}\n{text}");
+    assert_eq!(trips(&st), 0, "{st:?}");
+    assert!(
+        text.contains("breaker left closed"),
+        "the rise was judged: {text}"
+    );
+    // Calls still go through sccache.
+    let before = forwarded(&st);
+    run(&mut call("third.rs", &toolchain_rustc()), SHORT).assert_success();
+    assert_eq!(forwarded(&sb.status_json()), before + 1);
+}
+
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
@@ -147,5 +147,39 @@ fn a_user_without_a_passwd_entry_or_home_still_builds() {
         r.out().contains("no-such-host.invalid"),
         "status names the backend: {}",
         r.describe()
+    );
+}
+
+/// Issue 16, item 5: a lock that cannot be had for another reason than contention must never
+/// make calls wait. Here the start lock and the breaker's lock are FIFOs: the write-only open of a
+/// FIFO without a reader blocked every call for good before (no time-out reached it); now the
+/// open fails at once and each call goes on without the lock, through the real sccache. (`ENOLCK`
+/// and `EIO` from `flock` itself, which no file system here gives, are unit tests in state.rs.)
+#[test]
+fn lock_files_that_cannot_be_locked_never_hold_a_build() {
+    let test = "lock_files_that_cannot_be_locked_never_hold_a_build";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    sb.install_real_sccache(sccache);
+    let start_lock = sb.start_lock_file();
+    let breaker_lock = PathBuf::from(format!("{}.lock", sb.breaker_file().display()));
+    make_fifo(&start_lock);
+    make_fifo(&breaker_lock);
+    let began = std::time::Instant::now();
+    let r = run(&mut sb.cargo(&["build", "--offline"]), SHORT);
+    let took = began.elapsed();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    assert!(took < std::time::Duration::from_secs(45), "took {took:?}");
+    let st = sb.status_json();
+    assert!(
+        st.path(&["counters", "forwarded"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+            >= 2,
+        "the calls went through sccache: {st:?}"
     );
 }
