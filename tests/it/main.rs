@@ -15,6 +15,7 @@
 mod support;
 
 mod action;
+mod action_backend;
 mod action_install;
 mod backends;
 mod breaker;

@@ -3,7 +3,8 @@
 //! (`-eo pipefail`), with `$GITHUB_ENV`, `$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY` as files, and the
 //! actions it uses stood in for: actions/cache by a directory of saved entries (exact key, then
 //! restore-key prefixes, newest first, never overwritten), the sccache installer by a symlink to the
-//! real sccache (or nothing, as a failed install).
+//! real sccache (or nothing, as a failed install), actions/github-script by applying its
+//! `core.exportVariable('NAME', process.env.NAME || 'default')` lines.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -184,6 +185,10 @@ pub struct Job<'a> {
     /// How long one shell step may take.
     pub step_timeout: std::time::Duration,
     pub steps: Vec<StepRun>,
+    /// The `github` context: `event_name`, `ref`, `event.repository.default_branch`, ...
+    pub github: BTreeMap<String, String>,
+    /// What the runner gives JavaScript actions only (ACTIONS_RESULTS_URL, ...), not shell steps.
+    pub node_env: BTreeMap<String, String>,
 }
 
 impl<'a> Job<'a> {
@@ -213,6 +218,8 @@ impl<'a> Job<'a> {
             sccache: None,
             step_timeout: BUILD,
             steps: Vec::new(),
+            github: BTreeMap::new(),
+            node_env: BTreeMap::new(),
         }
     }
 
@@ -270,11 +277,13 @@ impl<'a> Job<'a> {
         let mut outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for step in action.steps() {
             let env = self.env.clone();
+            let github = self.github.clone();
             let ctx = Ctx {
                 action,
                 inputs: &inputs,
                 steps: &outputs,
                 env: &env,
+                github: &github,
             };
             let name = step_name(step);
             let wanted = scalar(&step["if"]).is_none_or(|cond| ctx.condition(&cond));
@@ -320,6 +329,7 @@ impl<'a> Job<'a> {
             inputs: &inputs,
             steps: &outputs,
             env: &self.env,
+            github: &self.github,
         };
         action
             .names("outputs")
@@ -427,6 +437,11 @@ impl<'a> Job<'a> {
                     }
                 }
             }
+            "actions/github-script" => {
+                for (name, value) in exported_variables(&arg("script"), &self.node_env) {
+                    self.env.insert(name, value);
+                }
+            }
             other => panic!("the test has no stand-in for {other}"),
         }
         out
@@ -471,6 +486,32 @@ impl<'a> Job<'a> {
     }
 }
 
+/// What an actions/github-script script exports: each line must be
+/// `core.exportVariable('NAME', process.env.NAME || 'default');`, which keeps the script this simple.
+pub fn exported_variables(
+    script: &str,
+    node_env: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let args = line
+            .strip_prefix("core.exportVariable('")
+            .and_then(|l| l.strip_suffix(");"))
+            .unwrap_or_else(|| panic!("the test cannot run this github-script line: {line}"));
+        let (name, rest) = args.split_once("', process.env.").unwrap();
+        let (from, default) = rest.split_once(" || ").unwrap();
+        assert_eq!(name, from, "{line}");
+        let default = default.trim_matches('\'');
+        let value = node_env
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| default.to_owned());
+        found.push((name.to_owned(), value));
+    }
+    found
+}
+
 /// `$GITHUB_OUTPUT`/`$GITHUB_ENV` syntax: `name=value` lines and `name<<DELIM` blocks.
 pub fn parse_file_commands(text: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
@@ -494,7 +535,8 @@ pub fn parse_file_commands(text: &str) -> Vec<(String, String)> {
     found
 }
 
-/// The expressions the actions may use: `inputs.X`, `steps.ID.outputs.X`, `env.X`, and in `if:`
+/// The expressions the actions may use: `inputs.X`, `steps.ID.outputs.X`, `env.X`, `github.X`
+/// (empty when the test did not set it), and in `if:`
 /// comparisons with `==`/`!=` joined by `&&`. Anything else fails the test, which keeps the
 /// actions' expressions this simple.
 pub struct Ctx<'a> {
@@ -502,6 +544,7 @@ pub struct Ctx<'a> {
     pub inputs: &'a BTreeMap<String, String>,
     pub steps: &'a BTreeMap<String, BTreeMap<String, String>>,
     pub env: &'a BTreeMap<String, String>,
+    pub github: &'a BTreeMap<String, String>,
 }
 
 impl Ctx<'_> {
@@ -509,6 +552,9 @@ impl Ctx<'_> {
         let expr = expr.trim();
         if let Some(lit) = expr.strip_prefix('\'').and_then(|e| e.strip_suffix('\'')) {
             return lit.to_owned();
+        }
+        if let Some(name) = expr.strip_prefix("github.") {
+            return self.github.get(name).cloned().unwrap_or_default();
         }
         let parts: Vec<&str> = expr.split('.').collect();
         match parts.as_slice() {
