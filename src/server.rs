@@ -352,6 +352,21 @@ pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
     errors_in(&stats(sccache, timeout)?)
 }
 
+/// Whether the statistics show sccache-dist at work: distributed compiles done or failed. This
+/// is the hook for remote compiles, which have no local compiler process to see; a fresh
+/// server's first remote compile is not in these counters yet.
+pub fn distributes(stats: &serde_json::Value) -> bool {
+    let Some(raw) = stats.get("raw") else {
+        return false;
+    };
+    let done = raw
+        .get("dist_compiles")
+        .and_then(|d| d.as_object())
+        .is_some_and(|m| !m.is_empty());
+    let failed = raw.get("dist_errors").and_then(|v| v.as_u64()).unwrap_or(0) > 0;
+    done || failed
+}
+
 /// The sum of the error and time-out counters in what [`stats`] returned.
 pub fn errors_in(stats: &serde_json::Value) -> Option<u64> {
     stats.get("errors")?.as_u64()
