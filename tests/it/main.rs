@@ -25,4 +25,5 @@ mod sccache_real;
 mod secrets;
 mod signals;
 mod state_dir;
+mod watchdog;
 mod wheel;
