@@ -190,14 +190,7 @@ impl Watcher {
         let distributing = stats.as_ref().is_some_and(server::distributes);
         let backends = self.backends.get_or_insert_with(backend::detect);
         let answers = backend::probe_all(backends, PROBE_ANSWER);
-        let backend_failing = backends.iter().zip(&answers).find_map(|(b, a)| {
-            (!a.is_empty() && a.iter().all(backend::Answer::is_failing))
-                .then(|| format!("{} {}", b.describe(), a[0].words()))
-        });
-        let backend_answers = answers
-            .iter()
-            .flatten()
-            .any(|a| matches!(a, backend::Answer::Answers));
+        let (backend_failing, backend_answers) = read_probes(backends, &answers);
         Observation {
             compiler_at_work,
             errors,
@@ -310,6 +303,21 @@ impl Watcher {
             .map(|b| format!(" ({})", b.describe()))
             .unwrap_or_default()
     }
+}
+
+/// What the probes of `backends` say: the first backend whose every endpoint failed, in words
+/// (none when any endpoint answered, or there was nothing to probe), and whether any endpoint
+/// definitely answered.
+fn read_probes(backends: &[Backend], answers: &[Vec<backend::Answer>]) -> (Option<String>, bool) {
+    let failing = backends.iter().zip(answers).find_map(|(b, a)| {
+        (!a.is_empty() && a.iter().all(backend::Answer::is_failing))
+            .then(|| format!("{} {}", b.describe(), a[0].words()))
+    });
+    let answering = answers
+        .iter()
+        .flatten()
+        .any(|a| matches!(a, backend::Answer::Answers));
+    (failing, answering)
 }
 
 /// Ending a stuck call so that no compiler of it is left running beside the direct compile.
@@ -745,5 +753,29 @@ mod tests {
         assert!(!proc::parse_stat(7, "7 (rustc) Z 3 5 5").unwrap().live);
         assert!(proc::parse_stat(7, "7 (rustc) R 3").is_none());
         assert!(proc::parse_stat(7, "garbage").is_none());
+    }
+
+    #[test]
+    fn a_backend_fails_only_when_every_endpoint_fails() {
+        use backend::Answer::*;
+        let b = |kind| Backend {
+            kind,
+            origin: "X".into(),
+            endpoints: Vec::new(),
+        };
+        let two = [b("S3"), b("Redis")];
+        let (failing, answering) = read_probes(&two[..1], &[vec![Silent, Refused]]);
+        assert!(failing.is_some_and(|w| w.starts_with("S3 (X) ")));
+        assert!(!answering);
+        assert_eq!(
+            read_probes(&two[..1], &[vec![Silent, Answers]]),
+            (None, true)
+        );
+        assert_eq!(read_probes(&two[..1], &[vec![]]), (None, false));
+        let unknown = Unknown("proxied".into());
+        assert_eq!(read_probes(&two[..1], &[vec![unknown]]), (None, false));
+        let (failing, answering) = read_probes(&two, &[vec![Answers], vec![Refused]]);
+        assert!(failing.is_some_and(|w| w.starts_with("Redis (X) ")));
+        assert!(answering);
     }
 }
