@@ -121,6 +121,16 @@ pub struct Observation {
     pub distributing: bool,
 }
 
+impl Observation {
+    /// A look that found a compile at work, and so asked nothing else.
+    fn busy() -> Observation {
+        Observation {
+            compiler_at_work: Some(true),
+            ..Observation::default()
+        }
+    }
+}
+
 /// What a check concluded.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -180,10 +190,7 @@ impl Watcher {
             if self.errors_at_start.is_none() {
                 self.errors_at_start = server::error_total(&self.sccache, STATS_ANSWER);
             }
-            return Observation {
-                compiler_at_work,
-                ..Observation::default()
-            };
+            return Observation::busy();
         }
         let stats = server::stats(&self.sccache, STATS_ANSWER);
         let errors = stats.as_ref().and_then(server::errors_in);
@@ -201,13 +208,18 @@ impl Watcher {
     }
 
     fn judge(&mut self, obs: &Observation) -> Verdict {
-        let elapsed = self.started.elapsed();
+        self.judge_at(obs, Instant::now())
+    }
+
+    /// [`Watcher::judge`] at the instant `now`, so that tests can stand on a limit exactly.
+    fn judge_at(&mut self, obs: &Observation, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.started);
         if obs.compiler_at_work == Some(true) {
             self.strikes = 0;
             self.idle_since = None;
             return Verdict::Fine;
         }
-        let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
+        let idle_since = *self.idle_since.get_or_insert(now);
         let Some(errors) = obs.errors else {
             if elapsed < self.slow_call {
                 return Verdict::Suspect;
@@ -231,7 +243,7 @@ impl Watcher {
         };
         let Some(failing) = failing else {
             self.strikes = 0;
-            return self.judge_idle(obs, idle_since, elapsed);
+            return self.judge_idle(obs, now.saturating_duration_since(idle_since), elapsed);
         };
         self.strikes += 1;
         let (needed, ready) = if with_proc {
@@ -245,7 +257,7 @@ impl Watcher {
         let server = if with_proc {
             format!(
                 "no compiler at work in the sccache server for {} s",
-                idle_since.elapsed().as_secs()
+                now.saturating_duration_since(idle_since).as_secs()
             )
         } else {
             "the sccache server's children cannot be seen here".to_owned()
@@ -261,7 +273,7 @@ impl Watcher {
     /// says. A backend that definitely answers earns a little more patience (a large download),
     /// within a bound too. Where the server's children cannot be seen, idleness is unknown and
     /// this never applies.
-    fn judge_idle(&self, obs: &Observation, idle_since: Instant, elapsed: Duration) -> Verdict {
+    fn judge_idle(&self, obs: &Observation, idle: Duration, elapsed: Duration) -> Verdict {
         if obs.compiler_at_work != Some(false) {
             return Verdict::Fine;
         }
@@ -277,7 +289,6 @@ impl Watcher {
         } else {
             IDLE_LIMIT
         };
-        let idle = idle_since.elapsed();
         if idle < limit {
             return Verdict::Suspect;
         }
@@ -777,5 +788,40 @@ mod tests {
         let (failing, answering) = read_probes(&two, &[vec![Answers], vec![Refused]]);
         assert!(failing.is_some_and(|w| w.starts_with("Redis (X) ")));
         assert!(answering);
+    }
+
+    #[test]
+    fn limits_hold_exactly_at_their_mark() {
+        let o = obs(Some(false), None, false);
+        let mut w = watcher(20);
+        let at = w.started + Duration::from_secs(20);
+        assert!(matches!(w.judge_at(&o, at), Verdict::Stuck(why) if why.starts_with("hung:")));
+        let mut w = watcher(20);
+        let before = w.started + Duration::from_secs(20) - Duration::from_millis(1);
+        assert_eq!(w.judge_at(&o, before), Verdict::Suspect);
+
+        let idle = Observation {
+            compiler_at_work: Some(false),
+            errors: Some(0),
+            ..Observation::default()
+        };
+        let mut w = watcher(20);
+        let first = Instant::now();
+        assert_eq!(w.judge_at(&idle, first), Verdict::Suspect);
+        assert_eq!(
+            w.judge_at(&idle, first + IDLE_LIMIT - Duration::from_millis(1)),
+            Verdict::Suspect
+        );
+        assert!(matches!(
+            w.judge_at(&idle, first + IDLE_LIMIT),
+            Verdict::Stuck(_)
+        ));
+    }
+
+    #[test]
+    fn a_busy_look_says_a_compiler_is_at_work() {
+        let busy = Observation::busy();
+        assert_eq!(busy.compiler_at_work, Some(true));
+        assert_eq!(watcher(20).judge(&busy), Verdict::Fine);
     }
 }
