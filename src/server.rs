@@ -704,6 +704,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn distributed_compiles_are_seen_in_the_statistics() {
+        let with = |raw| serde_json::json!({ "raw": raw });
+        assert!(!distributes(&serde_json::json!({})));
+        assert!(!distributes(&with(
+            serde_json::json!({"dist_compiles": {}, "dist_errors": 0})
+        )));
+        assert!(distributes(&with(
+            serde_json::json!({"dist_compiles": {"h:1": 2}})
+        )));
+        assert!(distributes(&with(
+            serde_json::json!({"dist_compiles": {}, "dist_errors": 1})
+        )));
+    }
+
+    #[test]
     fn server_keys() {
         let key = |addr: &str, vars: &[(&str, &str)]| {
             key_of(addr, vars.iter().map(|(k, v)| (k.into(), v.into())))
