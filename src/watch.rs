@@ -68,6 +68,7 @@ pub fn first_check(slow_call: Duration) -> Duration {
 /// group is killed (the waiting thread then wakes up) and the reason left in `shared`.
 pub fn spawn(
     sccache: &Path,
+    compiler: &std::ffi::OsStr,
     pid: u32,
     started: Instant,
     slow_call: Duration,
@@ -78,6 +79,7 @@ pub fn spawn(
         started,
         slow_call,
         call: pid,
+        compiler: proc::comm_of(compiler),
         backends: None,
         errors_at_start: None,
         strikes: 0,
@@ -97,6 +99,9 @@ struct Watcher {
     slow_call: Duration,
     /// The process group of the call (the sccache client leads it).
     call: u32,
+    /// The name `/proc` gives the call's compiler (its `comm`): a process of that name in the
+    /// call's group is a compile the sccache client runs itself.
+    compiler: String,
     /// The backends, read on the first check (never on the hot path).
     backends: Option<Vec<Backend>>,
     errors_at_start: Option<u64>,
@@ -167,7 +172,7 @@ impl Watcher {
                 }
                 // The lock is held until every process of the call and of the server is gone,
                 // so the waiting thread compiles directly only after that.
-                if end::abandon(pid) {
+                if end::abandon(pid, &self.compiler) {
                     log::warn!("abandoning the call: {why}");
                     s.stuck = Some(why);
                     return;
@@ -183,7 +188,8 @@ impl Watcher {
     fn observe(&mut self) -> Observation {
         // The server is looked up afresh at every look: a pid kept from an earlier one may
         // belong to another process by now.
-        let compiler_at_work = proc::compile_at_work(server::server_pid(), self.call);
+        let compiler_at_work =
+            proc::compile_at_work(server::server_pid(), self.call, &self.compiler);
         if compiler_at_work == Some(true) {
             // Nothing else matters while a compile runs: skip the requests, except the first
             // look's statistics, the error baseline of this call.
@@ -338,7 +344,7 @@ mod end {
 
     /// Kills the call's process group; the server's children cannot be seen here.
     #[cfg(not(target_os = "linux"))]
-    pub fn abandon(call: u32) -> bool {
+    pub fn abandon(call: u32, _compiler: &str) -> bool {
         crate::child::kill_group(call);
         true
     }
@@ -358,7 +364,7 @@ mod end {
         /// kills the server's compilers, the server and the call's group, and waits until they
         /// are gone (`true`). Frozen, neither can start a compiler between the look and the
         /// kill, and a frozen parent cannot reap its children, so their pids stay theirs.
-        pub fn abandon(call: u32) -> bool {
+        pub fn abandon(call: u32, compiler: &str) -> bool {
             let group = -(call as libc::pid_t);
             // SAFETY: signalling the process group the shim made for this call.
             unsafe { libc::kill(group, libc::SIGSTOP) };
@@ -367,7 +373,7 @@ mod end {
                 s.signal(libc::SIGSTOP);
             }
             let server_pid = server.as_ref().map(|s| s.pid);
-            if proc::compile_at_work(server_pid, call) == Some(true) {
+            if proc::compile_at_work(server_pid, call, compiler) == Some(true) {
                 if let Some(s) = &server {
                     s.signal(libc::SIGCONT);
                 }
@@ -455,18 +461,34 @@ mod proc {
     /// of the call's own process group besides its leader, the sccache client (a compile the
     /// client runs itself after losing its server), the server and its children excepted.
     /// `None` when the server cannot be found and nothing else is seen.
-    pub fn compile_at_work(server: Option<u32>, call: u32) -> Option<bool> {
+    pub fn compile_at_work(server: Option<u32>, call: u32, compiler: &str) -> Option<bool> {
         let table = Table::read()?;
-        work_in(&table, server, call)
+        work_in(&table, server, call, compiler)
     }
 
-    pub(super) fn work_in(table: &Table, server: Option<u32>, call: u32) -> Option<bool> {
+    pub(super) fn work_in(
+        table: &Table,
+        server: Option<u32>,
+        call: u32,
+        compiler: &str,
+    ) -> Option<bool> {
         let server = server.filter(|&s| table.has(s));
-        if table.group(call, server).next().is_some() {
+        let mut group = table.group(call, server);
+        if group.any(|pid| table.comm(pid) == Some(compiler)) {
             return Some(true);
         }
         let server = server?;
         Some(table.has_live_child(server))
+    }
+
+    /// What `/proc/PID/stat` calls a process running `program`: its file name, cut to the 15
+    /// bytes the kernel keeps.
+    pub fn comm_of(program: &std::ffi::OsStr) -> String {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .unwrap_or(program)
+            .as_encoded_bytes();
+        String::from_utf8_lossy(&name[..name.len().min(15)]).into_owned()
     }
 
     /// Whether `pid` exists and is not a zombie.
@@ -476,8 +498,9 @@ mod proc {
     }
 
     /// One process: pid, parent, process group, and whether it is alive (not a zombie).
-    #[derive(Debug, Clone, Copy)]
+    #[derive(Debug, Clone)]
     pub struct Entry {
+        pub comm: String,
         pub pid: u32,
         pub ppid: u32,
         pub pgrp: u32,
@@ -509,6 +532,13 @@ mod proc {
         #[cfg(not(target_os = "linux"))]
         pub fn read() -> Option<Table> {
             None
+        }
+
+        pub fn comm(&self, pid: u32) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|e| e.pid == pid)
+                .map(|e| e.comm.as_str())
         }
 
         pub fn has(&self, pid: u32) -> bool {
@@ -555,12 +585,16 @@ mod proc {
 
     /// Reads `/proc/PID/stat`: `pid (comm) state ppid pgrp …`, where comm may hold anything.
     pub fn parse_stat(pid: u32, stat: &str) -> Option<Entry> {
-        let after = &stat[stat.rfind(')')? + 1..];
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat.get(open + 1..close)?.to_owned();
+        let after = &stat[close + 1..];
         let mut f = after.split_whitespace();
         let state = f.next()?;
         let ppid = f.next()?.parse().ok()?;
         let pgrp = f.next()?.parse().ok()?;
         Some(Entry {
+            comm,
             pid,
             ppid,
             pgrp,
@@ -579,6 +613,7 @@ mod tests {
             started: Instant::now() - Duration::from_secs(30),
             slow_call: Duration::from_secs(slow_call),
             call: 1,
+            compiler: "rustc".into(),
             backends: None,
             errors_at_start: None,
             strikes: 0,
@@ -709,6 +744,7 @@ mod tests {
         proc::Table(
             rows.iter()
                 .map(|&(pid, ppid, pgrp, live)| proc::Entry {
+                    comm: if pid == 33 { "sleep" } else { "rustc" }.into(),
                     pid,
                     ppid,
                     pgrp,
@@ -722,24 +758,30 @@ mod tests {
     fn work_is_a_live_server_child_or_a_live_member_of_the_calls_group() {
         // 10: the sccache client leading the call's group; 20: the server.
         let idle = table(&[(10, 1, 10, true), (20, 1, 20, true), (21, 20, 20, false)]);
-        assert_eq!(proc::work_in(&idle, Some(20), 10), Some(false));
+        assert_eq!(proc::work_in(&idle, Some(20), 10, "rustc"), Some(false));
         // The server is gone, or was never found: nothing is known.
-        assert_eq!(proc::work_in(&idle, Some(99), 10), None);
-        assert_eq!(proc::work_in(&idle, None, 10), None);
+        assert_eq!(proc::work_in(&idle, Some(99), 10, "rustc"), None);
+        assert_eq!(proc::work_in(&idle, None, 10, "rustc"), None);
         let compiling = table(&[(10, 1, 10, true), (20, 1, 20, true), (21, 20, 20, true)]);
-        assert_eq!(proc::work_in(&compiling, Some(20), 10), Some(true));
+        assert_eq!(proc::work_in(&compiling, Some(20), 10, "rustc"), Some(true));
         // A compile the client runs itself, with or without a server to be found.
         let local = table(&[(10, 1, 10, true), (11, 10, 10, true), (20, 1, 20, true)]);
-        assert_eq!(proc::work_in(&local, Some(20), 10), Some(true));
-        assert_eq!(proc::work_in(&local, None, 10), Some(true));
+        assert_eq!(proc::work_in(&local, Some(20), 10, "rustc"), Some(true));
+        assert_eq!(proc::work_in(&local, None, 10, "rustc"), Some(true));
+        // A process of the group that is not the compiler is no compile (a helper, a sleep).
+        let helper = table(&[(10, 1, 10, true), (33, 10, 10, true), (20, 1, 20, true)]);
+        assert_eq!(proc::work_in(&helper, Some(20), 10, "rustc"), Some(false));
         // A zombie of the group is no work.
         let zombie = table(&[(10, 1, 10, true), (11, 10, 10, false), (20, 1, 20, true)]);
-        assert_eq!(proc::work_in(&zombie, Some(20), 10), Some(false));
+        assert_eq!(proc::work_in(&zombie, Some(20), 10, "rustc"), Some(false));
         // A server the client started into its group is not work itself.
         let started = table(&[(10, 1, 10, true), (20, 10, 10, true)]);
-        assert_eq!(proc::work_in(&started, Some(20), 10), Some(false));
+        assert_eq!(proc::work_in(&started, Some(20), 10, "rustc"), Some(false));
         let started_compiling = table(&[(10, 1, 10, true), (20, 10, 10, true), (21, 20, 10, true)]);
-        assert_eq!(proc::work_in(&started_compiling, Some(20), 10), Some(true));
+        assert_eq!(
+            proc::work_in(&started_compiling, Some(20), 10, "rustc"),
+            Some(true)
+        );
     }
 
     #[test]
@@ -764,6 +806,15 @@ mod tests {
         assert!(!proc::parse_stat(7, "7 (rustc) Z 3 5 5").unwrap().live);
         assert!(proc::parse_stat(7, "7 (rustc) R 3").is_none());
         assert!(proc::parse_stat(7, "garbage").is_none());
+        assert_eq!(
+            proc::parse_stat(7, "7 (a) b) S 3 5 5").unwrap().comm,
+            "a) b"
+        );
+        assert_eq!(proc::comm_of("/x/y/rustc".as_ref()), "rustc");
+        assert_eq!(
+            proc::comm_of("x86_64-linux-gnu-gcc-13".as_ref()),
+            "x86_64-linux-gn"
+        );
     }
 
     #[test]
