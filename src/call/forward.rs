@@ -119,6 +119,7 @@ pub fn run_sccache(
     if !child::exited_by(child.inner(), started + watch::first_check(watch_after)) {
         watch::spawn(
             sccache,
+            compiler,
             child.inner().id(),
             started,
             watch_after,

@@ -71,3 +71,38 @@ pub fn error_total(sccache: &Path, timeout: Duration) -> Option<u64> {
 pub fn errors_in(stats: &serde_json::Value) -> Option<u64> {
     stats.get("errors")?.as_u64()
 }
+
+/// Whether the statistics show sccache-dist at work: distributed compiles done or failed. This
+/// is the hook for remote compiles, which have no local compiler process to see; a fresh
+/// server's first remote compile is not in these counters yet.
+pub fn distributes(stats: &serde_json::Value) -> bool {
+    let Some(raw) = stats.get("raw") else {
+        return false;
+    };
+    let done = raw
+        .get("dist_compiles")
+        .and_then(|d| d.as_object())
+        .is_some_and(|m| !m.is_empty());
+    let failed = raw.get("dist_errors").and_then(|v| v.as_u64()).unwrap_or(0) > 0;
+    done || failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributed_compiles_are_seen_in_the_statistics() {
+        let with = |raw| serde_json::json!({ "raw": raw });
+        assert!(!distributes(&serde_json::json!({})));
+        assert!(!distributes(&with(
+            serde_json::json!({"dist_compiles": {}, "dist_errors": 0})
+        )));
+        assert!(distributes(&with(
+            serde_json::json!({"dist_compiles": {"h:1": 2}})
+        )));
+        assert!(distributes(&with(
+            serde_json::json!({"dist_compiles": {}, "dist_errors": 1})
+        )));
+    }
+}

@@ -37,4 +37,5 @@ mod shared_machine;
 mod signals;
 mod state_dir;
 mod status;
+mod watchdog;
 mod wheel;
