@@ -185,8 +185,21 @@ fn panicking_sccache_client_is_not_taken_for_an_ice() {
             let mode = if f == fake.path { 0o755 } else { 0o666 };
             fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
         }
-        // The server runs (started by the test, as the sandbox's own user), so the shim forwards.
-        run(sb.command(&copy).arg("--start-server"), SHORT).assert_success();
+        // The server runs, started by the test as the other user (with a home, which its client
+        // lacks below), so the shim forwards: a server of another user would never be used.
+        let home = sb.data.join("other-home");
+        fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(NO_SUCH_USER), Some(NO_SUCH_USER)).unwrap();
+        fs::set_permissions(&sb.sccache_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut start = sb.command("setpriv");
+        start
+            .arg(format!("--reuid={NO_SUCH_USER}"))
+            .arg(format!("--regid={NO_SUCH_USER}"))
+            .arg("--clear-groups")
+            .arg(&copy)
+            .arg("--start-server")
+            .env("HOME", &home);
+        run(&mut start, SHORT).assert_success();
         let as_other_user = |args: &[std::ffi::OsString]| {
             let mut cmd = sb.command("setpriv");
             cmd.arg(format!("--reuid={NO_SUCH_USER}"))
