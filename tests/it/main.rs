@@ -15,6 +15,8 @@ mod breaker;
 mod c_cpp;
 mod cargo_builds;
 mod cli;
+mod dist;
+mod dist_cluster;
 mod entry;
 mod fallback;
 mod front;
