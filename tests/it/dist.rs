@@ -4,7 +4,10 @@
 //! printed (run with `--nocapture`) beside a build of the same fixture through sccache alone,
 //! never asserted.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dist_cluster::*;
@@ -152,4 +155,43 @@ fn build_server_stopped_after_registering() {
     cluster.signal_server(libc::SIGSTOP);
     let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
     timed_good_build(&sb, "build server stopped (SIGSTOP), through the shim");
+}
+
+/// A fault in the middle of a remote compile: `sig` reaches the build server while it runs one.
+fn build_server_signalled_mid_build(test: &str, sig: i32, what: &str) {
+    let Some((sccache, dist)) = require_dist(test) else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    let done = Arc::new(AtomicBool::new(false));
+    let signalled = cluster.signal_server_when_busy(sig, done.clone());
+    let built = std::panic::catch_unwind(AssertUnwindSafe(|| timed_good_build(&sb, what)));
+    done.store(true, Ordering::SeqCst);
+    if let Err(panic) = built {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        signalled.join().unwrap(),
+        "the build server never ran a compile, so the fault was not made: {}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn build_server_killed_mid_build() {
+    build_server_signalled_mid_build(
+        "build_server_killed_mid_build",
+        libc::SIGKILL,
+        "build server killed (SIGKILL) mid-build, through the shim",
+    );
+}
+
+#[test]
+fn build_server_stopped_mid_build() {
+    build_server_signalled_mid_build(
+        "build_server_stopped_mid_build",
+        libc::SIGSTOP,
+        "build server stopped (SIGSTOP) mid-build, through the shim",
+    );
 }

@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -213,6 +215,28 @@ impl Cluster {
         assert_eq!(sent, 0, "kill({pid}, {sig})");
     }
 
+    /// Sends `sig` to the build server the moment it has a child process (the overlay builder's
+    /// sandbox of a remote compile), from a thread that watches for one until `done` is set. The
+    /// thread returns whether it sent the signal.
+    pub fn signal_server_when_busy(
+        &self,
+        sig: i32,
+        done: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<bool> {
+        let pid = self.server_pid();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if has_child(pid) {
+                    // SAFETY: kill(2) with the pid of a child of this process not yet reaped
+                    // (the cluster reaps it only when dropped, after this thread is joined).
+                    return unsafe { libc::kill(pid as libc::pid_t, sig) } == 0;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    }
+
     /// `GET /api/v1/scheduler/status` as JSON, or `None` when the scheduler does not answer.
     pub fn status(&self) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.scheduler_port)).ok()?;
@@ -280,4 +304,14 @@ pub fn black_hole() -> (TcpListener, u16) {
     let port = reserve_port();
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     (listener, port)
+}
+
+/// Does process `pid` have a child (any thread's)?
+fn has_child(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        fs::read_to_string(task.path().join("children")).is_ok_and(|c| !c.trim().is_empty())
+    })
 }
