@@ -98,10 +98,9 @@ impl Cluster {
         let server_token = cluster.output(&[
             "auth",
             "generate-jwt-hs256-server-token",
-            "--secret-key",
-            &key,
-            "--server",
-            &server_addr,
+            // A base64url key may start with `-`: given as one word, it is never taken for a flag.
+            &format!("--secret-key={key}"),
+            &format!("--server={server_addr}"),
         ]);
         let root = cluster.dir.path();
         fs::write(
