@@ -192,8 +192,47 @@ pub fn judge(c: &Captured) -> Verdict {
             Verdict::SccacheFailed("sccache-refused")
         }
         101 if sccache_panicked(&c.stderr) => Verdict::SccacheFailed("sccache-panicked"),
+        // `["app"] http error status: Error 401: Fixed token mismatch` (0.19): the scheduler or a
+        // build server of sccache-dist refused a request, and sccache gave up on the compile
+        // instead of compiling locally. The compiler never ran.
+        1 if c.stdout.is_empty() && dist_refused(&c.stderr) => {
+            Verdict::SccacheFailed("sccache-dist-refused")
+        }
         code => Verdict::Compiled(code),
     }
+}
+
+/// Is stderr sccache's report of a request sccache-dist refused (an HTTP 4xx from the scheduler
+/// or a build server)? sccache's server writes `[<output name, quoted>] http error status: Error
+/// <code>: <body>` and exit code 1, nothing else (the body may span lines). Its log may come
+/// first. A compiler's stderr never begins with such a line: rustc's begins with `error`,
+/// `warning` or a JSON object, a C compiler's with a file name or the compiler's own name.
+fn dist_refused(stderr: &[u8]) -> bool {
+    let mut in_log_record = false;
+    let first = lines(stderr).find(|l| {
+        if is_log_record_start(l) {
+            in_log_record = true;
+            return false;
+        }
+        if l.starts_with(b"sccache: ") {
+            in_log_record = false;
+            return false;
+        }
+        !in_log_record
+    });
+    let Some(line) = first else {
+        return false;
+    };
+    let Some(rest) = line.strip_prefix(b"[\"") else {
+        return false;
+    };
+    let marker = b"\"] http error status: Error 4";
+    let Some(at) = rest.windows(marker.len()).position(|w| w == marker) else {
+        return false;
+    };
+    // Two more digits and `: `: an HTTP client error, 400 to 499.
+    let code = &rest[at + marker.len()..];
+    code.len() >= 4 && code[..2].iter().all(u8::is_ascii_digit) && &code[2..4] == b": "
 }
 
 /// sccache prints `sccache: Compiler killed by signal N` (exit 254) or `sccache: Compile
@@ -507,6 +546,46 @@ mod tests {
         // The refusal is on stdout; on stderr it is not sccache's.
         let refused = "sccache: incremental compilation is prohibited\n";
         assert_eq!(judge(&captured(1, "", refused)), Verdict::Compiled(1));
+    }
+
+    #[test]
+    fn a_request_refused_by_sccache_dist_falls_back() {
+        // sccache 0.19's words with a client token the scheduler refuses, and a JWT one.
+        let refused = "[\"dw\"] http error status: Error 401: Fixed token mismatch";
+        assert_eq!(
+            judge(&captured(1, "", refused)),
+            Verdict::SccacheFailed("sccache-dist-refused")
+        );
+        // With sccache's log before it (`SCCACHE_LOG`).
+        let logged = format!("{LOGGED_ERROR}{refused}\n");
+        assert_eq!(
+            judge(&captured(1, "", &logged)),
+            Verdict::SccacheFailed("sccache-dist-refused")
+        );
+        let multi = "[\"c.o\"] http error status: Error 400: bad\nrequest body\n";
+        assert_eq!(
+            judge(&captured(1, "", multi)),
+            Verdict::SccacheFailed("sccache-dist-refused")
+        );
+        // Anything else is the compiler's: another exit code, output on stdout, a 5xx (sccache
+        // compiles locally after those), a line of the compiler's first, or a look-alike.
+        assert_eq!(judge(&captured(2, "", refused)), Verdict::Compiled(2));
+        assert_eq!(judge(&captured(1, "x\n", refused)), Verdict::Compiled(1));
+        for not_refused in [
+            "[\"dw\"] http error status: Error 500: boom",
+            "[\"dw\"] http error status: Error 4: x",
+            "[\"dw\"] http error status: Error 40x: x",
+            "[dw] http error status: Error 401: x",
+            "error: x\n[\"dw\"] http error status: Error 401: x",
+            "{\"$message_type\":\"diagnostic\"}\n[\"dw\"] http error status: Error 401: x",
+            " [\"dw\"] http error status: Error 401: x",
+        ] {
+            assert_eq!(
+                judge(&captured(1, "", not_refused)),
+                Verdict::Compiled(1),
+                "{not_refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - `gha_runner`: a stand-in GitHub Actions runner for the action example (not re-exported).
 
 mod commands;
+pub mod dist_cluster;
 mod fakes;
 mod files;
 mod fixtures;

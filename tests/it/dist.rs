@@ -1,0 +1,202 @@
+//! Builds through the shim with sccache 0.19 distributing compiles to a real sccache-dist
+//! cluster on 127.0.0.1 (`dist_cluster`), healthy and with each fault that can be made real here.
+//! Each fault's build must pass with cargo seeing only the compiler's output; the time it took is
+//! printed (run with `--nocapture`) beside a build of the same fixture through sccache alone,
+//! never asserted.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::dist_cluster::*;
+use crate::support::*;
+
+/// The sum of sccache's `dist_compiles` (per build server) in its statistics.
+fn dist_compiles(stats: &Json) -> u64 {
+    stats
+        .path(&["stats", "dist_compiles"])
+        .map_or(0, Json::sum_counts)
+}
+
+/// A sandbox with the fixture written, sccache 0.19 on `PATH`, and its client configuration
+/// pointing at `scheduler_url` with `token`.
+fn dist_sandbox(sccache: &Path, scheduler_url: &str, token: &str) -> Sandbox {
+    let mut sb = Sandbox::new();
+    configure_client(&mut sb, scheduler_url, token);
+    sb.install_real_sccache(sccache);
+    sb.write_fixture(Fixture::Good);
+    sb
+}
+
+/// A passing build through the shim, its wall time printed under `what`.
+fn timed_good_build(sb: &Sandbox, what: &str) -> Duration {
+    let started = Instant::now();
+    sb.assert_good_build();
+    let took = started.elapsed();
+    eprintln!("dist: {what}: {:.1} s", took.as_secs_f64());
+    took
+}
+
+/// `cargo build` with sccache alone as `RUSTC_WRAPPER`.
+fn build_with_sccache_alone(sb: &Sandbox, sccache: &Path) -> Run {
+    run(
+        sb.cargo(&["build", "--offline"])
+            .env("RUSTC_WRAPPER", sccache),
+        BUILD,
+    )
+}
+
+/// The fallback counter for `reason` in `status --json`.
+fn fallbacks(sb: &Sandbox, reason: &str) -> u64 {
+    let st = sb.status_json();
+    st.path(&["counters", "fallback", reason])
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn healthy_cluster_compiles_remotely() {
+    let Some((sccache, dist)) = require_dist("healthy_cluster_compiles_remotely") else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    timed_good_build(&sb, "healthy cluster, through the shim");
+    let stats = sb.sccache_stats(&sccache);
+    assert!(
+        dist_compiles(&stats) >= 1,
+        "no compile went remote: {stats:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(fallbacks(&sb, "sccache-dist-refused"), 0);
+}
+
+/// sccache alone fails the build when the scheduler refuses the client's token (401); through
+/// the shim the build passes, the refused calls compile directly, and the breaker opens.
+#[test]
+fn refused_client_token_falls_back() {
+    let Some((sccache, dist)) = require_dist("refused_client_token_falls_back") else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), "not-the-token");
+
+    let alone = build_with_sccache_alone(&sb, &sccache);
+    assert_ne!(
+        alone.code(),
+        Some(0),
+        "sccache alone was expected to fail with a refused token: {}",
+        alone.describe()
+    );
+    assert!(
+        alone.err().contains("http error status: Error 401"),
+        "{}",
+        alone.describe()
+    );
+    run(&mut sb.cargo(&["clean"]), BUILD).assert_success();
+
+    timed_good_build(&sb, "refused client token, through the shim");
+    assert!(
+        fallbacks(&sb, "sccache-dist-refused") >= 1,
+        "{:#}",
+        sb.status_json()
+    );
+    assert!(sb.breaker_file().is_file(), "the breaker should be open");
+}
+
+#[test]
+fn scheduler_down_at_start() {
+    let Some((sccache, _)) = require_dist("scheduler_down_at_start") else {
+        return;
+    };
+    let nobody = reserve_port();
+    let local = Sandbox::new();
+    local.install_real_sccache(&sccache);
+    timed_good_build(&local, "no [dist], through the shim (baseline)");
+
+    let sb = dist_sandbox(
+        &sccache,
+        &format!("http://127.0.0.1:{nobody}"),
+        CLIENT_TOKEN,
+    );
+    timed_good_build(&sb, "scheduler down at start, through the shim");
+    assert_eq!(dist_compiles(&sb.sccache_stats(&sccache)), 0);
+}
+
+#[test]
+fn scheduler_black_holed_at_start() {
+    let Some((sccache, _)) = require_dist("scheduler_black_holed_at_start") else {
+        return;
+    };
+    let (_hole, port) = black_hole();
+    let sb = dist_sandbox(&sccache, &format!("http://127.0.0.1:{port}"), CLIENT_TOKEN);
+    timed_good_build(&sb, "scheduler black-holed at start, through the shim");
+}
+
+#[test]
+fn build_server_killed_after_registering() {
+    let Some((sccache, dist)) = require_dist("build_server_killed_after_registering") else {
+        return;
+    };
+    let mut cluster = Cluster::start(&dist);
+    cluster.kill_server();
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    timed_good_build(&sb, "build server killed (registered), through the shim");
+}
+
+#[test]
+fn build_server_stopped_after_registering() {
+    let Some((sccache, dist)) = require_dist("build_server_stopped_after_registering") else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    cluster.signal_server(libc::SIGSTOP);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    timed_good_build(&sb, "build server stopped (SIGSTOP), through the shim");
+}
+
+/// A fault in the middle of a remote compile: `sig` reaches the build server while it runs one.
+fn build_server_signalled_mid_build(test: &str, sig: i32, what: &str) {
+    let Some((sccache, dist)) = require_dist(test) else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    let done = Arc::new(AtomicBool::new(false));
+    let signalled = cluster.signal_server_when_busy(sig, done.clone());
+    let built = std::panic::catch_unwind(AssertUnwindSafe(|| timed_good_build(&sb, what)));
+    done.store(true, Ordering::SeqCst);
+    if let Err(panic) = built {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        signalled.join().unwrap(),
+        "the build server never ran a compile, so the fault was not made: {}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn build_server_killed_mid_build() {
+    build_server_signalled_mid_build(
+        "build_server_killed_mid_build",
+        libc::SIGKILL,
+        "build server killed (SIGKILL) mid-build, through the shim",
+    );
+}
+
+/// Fails today: the call waits for sccache's own request time-out (1,200 s), because the
+/// watchdog sees a server with no local compiler, a local cache that answers and no rising error
+/// counters, which is what a long remote compile looks like too. Telling the two apart needs the
+/// scheduler's job state (issue 19, item 4).
+#[test]
+#[ignore = "a build server stopped mid-compile hangs the call (sccache waits 1,200 s); issue 19 item 4"]
+fn build_server_stopped_mid_build() {
+    build_server_signalled_mid_build(
+        "build_server_stopped_mid_build",
+        libc::SIGSTOP,
+        "build server stopped (SIGSTOP) mid-build, through the shim",
+    );
+}
