@@ -199,8 +199,8 @@ impl Watcher {
             return Observation::busy();
         }
         let stats = server::stats(&self.sccache, STATS_ANSWER);
-        let errors = stats.as_ref().and_then(server::errors_in);
-        let distributing = stats.as_ref().is_some_and(server::distributes);
+        let errors = stats.as_ref().map(|s| s.errors);
+        let distributing = stats.as_ref().is_some_and(server::Stats::distributes);
         let backends = self.backends.get_or_insert_with(backend::detect);
         let answers = backend::probe_all(backends, PROBE_ANSWER);
         let (backend_failing, backend_answers) = read_probes(backends, &answers);

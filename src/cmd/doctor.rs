@@ -445,7 +445,7 @@ fn running_server(sccache: &Path, owner: server::Owner) -> Finding {
 /// does not know).
 fn cache_location(sccache: &Path) -> Option<String> {
     let stats = server::stats(sccache, VERSION_TIMEOUT)?;
-    stats["cache_location"].as_str().map(location_words)
+    stats.cache_location.as_deref().map(location_words)
 }
 
 /// sccache 0.16 words a Redis location `redis, name: redis://user:password@host:port, prefix: /`.

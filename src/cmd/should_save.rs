@@ -81,7 +81,7 @@ pub struct Decision {
 }
 
 /// The decision from the server's figures (`server::stats`), or `None` when there is no server.
-pub fn decide(stats: Option<&serde_json::Value>, threshold: u32) -> Decision {
+pub fn decide(stats: Option<&server::Stats>, threshold: u32) -> Decision {
     let no = |reason: String| Decision {
         save: false,
         reason,
@@ -89,7 +89,7 @@ pub fn decide(stats: Option<&serde_json::Value>, threshold: u32) -> Decision {
     let Some(stats) = stats else {
         return no("no sccache server is running, so this job wrote nothing to the cache".into());
     };
-    if let Some(location) = stats["cache_location"].as_str() {
+    if let Some(location) = &stats.cache_location {
         if !location.starts_with("Local disk") {
             // The reason reaches the job's log and summary: no credentials of the backend's.
             let location = crate::logging::redact_secrets(location);
@@ -98,8 +98,7 @@ pub fn decide(stats: Option<&serde_json::Value>, threshold: u32) -> Decision {
             ));
         }
     }
-    let n = |k: &str| stats[k].as_u64().unwrap_or(0);
-    let (hits, misses) = (n("hits"), n("misses"));
+    let (hits, misses) = (stats.hits, stats.misses);
     let compiles = hits + misses;
     if misses == 0 {
         return no(format!(
@@ -161,14 +160,17 @@ fn append_github_output(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::server::Stats;
 
     #[test]
     fn decisions() {
-        let s = |hits: u64, misses: u64| {
-            json!({"hits": hits, "misses": misses,
-            "cache_location": "Local disk: \"/x\""})
+        let at = |hits: u64, misses: u64, location: &str| Stats {
+            hits,
+            misses,
+            cache_location: Some(location.to_owned()),
+            ..Stats::default()
         };
+        let s = |hits: u64, misses: u64| at(hits, misses, "Local disk: \"/x\"");
         assert!(!decide(None, 10).save);
         assert!(!decide(Some(&s(0, 0)), 10).save);
         assert!(!decide(Some(&s(40, 0)), 0).save, "no misses, nothing new");
@@ -176,8 +178,7 @@ mod tests {
         assert!(decide(Some(&s(90, 10)), 10).save, "at the threshold");
         assert!(!decide(Some(&s(91, 9)), 10).save, "below it");
         assert!(decide(Some(&s(99, 1)), 0).save);
-        let redis = json!({"hits": 0, "misses": 5,
-            "cache_location": "Redis: redis://user:s3cr3t-pw@10.0.0.1:6379"});
+        let redis = at(0, 5, "Redis: redis://user:s3cr3t-pw@10.0.0.1:6379");
         let d = decide(Some(&redis), 10);
         assert!(!d.save);
         assert!(!d.reason.contains("s3cr3t-pw"), "{}", d.reason);

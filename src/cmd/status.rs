@@ -12,7 +12,7 @@ use crate::call::locate::{self, Lookup};
 use crate::child::{run_bounded, Output};
 use crate::config::Config;
 use crate::logging;
-use crate::server;
+use crate::server::{self, Stats};
 use crate::state;
 
 #[derive(Clone, Copy)]
@@ -23,18 +23,19 @@ pub enum Format {
 }
 
 pub fn render(config: &Config, format: Format) -> String {
-    let mut report = gather(config);
+    let (mut report, stats) = gather(config);
     // `--markdown` goes to a public CI job summary: no secret may reach any format.
     redact_strings(&mut report, &logging::secret_values());
     match format {
         Format::Json => format!("{report:#}\n"),
-        Format::Text => text(&report),
-        Format::Markdown => markdown(&report),
+        Format::Text => text(&report, stats.as_ref()),
+        Format::Markdown => markdown(&report, stats.as_ref()),
     }
 }
 
-/// Everything `status` knows, as JSON; the other formats are views of it.
-pub fn gather(config: &Config) -> Value {
+/// Everything `status` knows, as JSON, and the server's statistics as read; the other formats
+/// are views of these.
+fn gather(config: &Config) -> (Value, Option<Stats>) {
     let (path, origin, looked) = match locate::find_sccache(config) {
         Lookup::Found { path, origin } => (Some(path), Some(origin), Vec::new()),
         Lookup::NotFound { looked } => (None, None, looked),
@@ -45,9 +46,7 @@ pub fn gather(config: &Config) -> Value {
     let up = listening.is_some();
     // Another user's server is not asked anything: its figures are not this user's.
     let stats = match (&path, listening) {
-        (Some(p), Some(owner)) if owner.trusted() => {
-            server::stats(p, Duration::from_secs(5)).map(with_hit_rate)
-        }
+        (Some(p), Some(owner)) if owner.trusted() => server::stats(p, Duration::from_secs(5)),
         _ => None,
     };
     let owner = listening.map(|owner| {
@@ -57,7 +56,7 @@ pub fn gather(config: &Config) -> Value {
             "used": owner.trusted(),
         })
     });
-    let backend = backend_report(stats.as_ref());
+    let backend = backend_report(stats.as_ref().and_then(|s| s.cache_location.clone()));
     let dir = config.state_dir.as_deref();
     let key = server::key();
     let breaker = state::read_breaker(dir, &key);
@@ -65,7 +64,7 @@ pub fn gather(config: &Config) -> Value {
     let counters = dir.map(state::read_counters).unwrap_or_default();
     let kind = |k: &str| -> Value { json!(counters.get(k).cloned().unwrap_or_default()) };
     let total = |k: &str| -> u64 { counters.get(k).map_or(0, |m| m.values().sum()) };
-    json!({
+    let report = json!({
         "sccache": {
             "path": path.as_ref().map(|p| p.display().to_string()),
             "found_via": origin,
@@ -94,10 +93,11 @@ pub fn gather(config: &Config) -> Value {
             "trips": total("trip"),
         },
         "backend": backend,
-        "sccache_stats": stats,
+        "sccache_stats": stats.as_ref().map(Stats::to_json),
         "state_dir": dir.map(|d| d.display().to_string()),
         "disabled": config.disabled,
-    })
+    });
+    (report, stats)
 }
 
 /// Redacts every string in `value` (a breaker reason written by an older shim, or under other
@@ -114,11 +114,7 @@ fn redact_strings(value: &mut Value, secrets: &[String]) {
 /// The remote backend sccache is configured with (`null` for the local disk cache): what it is,
 /// where it was configured, whether its endpoints answer a probe now (`answers`: true, false, or
 /// null when it cannot be checked), and the location the running server reports.
-fn backend_report(stats: Option<&Value>) -> Value {
-    let server_location = stats
-        .and_then(|s| s.get("cache_location"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+fn backend_report(server_location: Option<String>) -> Value {
     let backends = backend::detect();
     let Some(first) = backends.first() else {
         return match server_location {
@@ -149,17 +145,6 @@ fn backend_report(stats: Option<&Value>) -> Value {
     })
 }
 
-/// Adds `hit_rate` (hits over hits plus misses, 0 to 1; null before any) to sccache's figures.
-fn with_hit_rate(mut stats: Value) -> Value {
-    let n = |k: &str| stats.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let (hits, misses) = (n("hits"), n("misses"));
-    let rate = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
-    if let Some(map) = stats.as_object_mut() {
-        map.insert("hit_rate".into(), json!(rate));
-    }
-    stats
-}
-
 /// `sccache --version`, as `0.16.0`. `None` when it cannot be run or does not answer in time.
 pub fn sccache_version(path: &std::path::Path) -> Option<String> {
     let mut cmd = Command::new(path);
@@ -180,7 +165,7 @@ fn version_from(text: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
-fn summary_lines(r: &Value) -> Vec<(String, String)> {
+fn summary_lines(r: &Value, stats: Option<&Stats>) -> Vec<(String, String)> {
     let s = &r["sccache"];
     let mut rows = Vec::new();
     let found = match s["path"].as_str() {
@@ -263,49 +248,67 @@ fn summary_lines(r: &Value) -> Vec<(String, String)> {
     rows.push(("bypassed".into(), by_reason(&c["bypassed"])));
     rows.push(("fallback".into(), by_reason(&c["fallback"])));
     rows.push(("breaker trips".into(), c["trips"].to_string()));
-    if let Some(st) = r["sccache_stats"].as_object() {
-        let hits = st["hits"].as_u64().unwrap_or(0);
-        let misses = st["misses"].as_u64().unwrap_or(0);
-        let rate = if hits + misses > 0 {
-            format!("{:.1} %", 100.0 * hits as f64 / (hits + misses) as f64)
-        } else {
-            "n/a".into()
-        };
-        rows.push((
-            "sccache stats".into(),
-            format!(
-                "{} requests, {hits} hits, {misses} misses, hit rate {rate}, {} errors",
-                st["requests"], st["errors"]
-            ),
-        ));
-        let languages: Vec<String> = st
-            .get("languages")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .map(|(language, n)| {
-                let n = |k: &str| n[k].as_u64().unwrap_or(0);
-                format!("{language} {} hits, {} misses", n("hits"), n("misses"))
-            })
-            .collect();
-        if !languages.is_empty() {
-            rows.push(("by language".into(), languages.join("; ")));
-        }
+    if let Some(st) = stats {
+        rows.extend(stats_lines(st));
     }
     rows
 }
 
-fn text(r: &Value) -> String {
+/// The rows of sccache's own figures: requests, hits and misses (in all and per language), and
+/// what sccache-dist compiled remotely when it did.
+fn stats_lines(st: &Stats) -> Vec<(String, String)> {
+    let rate = st
+        .hit_rate()
+        .map_or("n/a".into(), |r| format!("{:.1} %", 100.0 * r));
+    let mut rows = vec![(
+        "sccache stats".to_owned(),
+        format!(
+            "{} requests, {} hits, {} misses, hit rate {rate}, {} errors",
+            st.requests, st.hits, st.misses, st.errors
+        ),
+    )];
+    let languages: Vec<String> = st
+        .languages
+        .iter()
+        .map(|(language, n)| format!("{language} {} hits, {} misses", n.hits, n.misses))
+        .collect();
+    if !languages.is_empty() {
+        rows.push(("by language".into(), languages.join("; ")));
+    }
+    if st.distributes() {
+        let servers: Vec<String> = st
+            .dist_compiles
+            .iter()
+            .map(|(server, n)| format!("{server} {n}"))
+            .collect();
+        let on = if servers.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", servers.join(", "))
+        };
+        rows.push((
+            "remote".into(),
+            format!(
+                "{} compiles on sccache-dist build servers{on}, {} failed and compiled locally",
+                st.remote_compiles(),
+                st.dist_errors
+            ),
+        ));
+    }
+    rows
+}
+
+fn text(r: &Value, stats: Option<&Stats>) -> String {
     let mut out = String::new();
-    for (k, v) in summary_lines(r) {
+    for (k, v) in summary_lines(r, stats) {
         let _ = writeln!(out, "{k:>14}: {v}");
     }
     out
 }
 
-fn markdown(r: &Value) -> String {
+fn markdown(r: &Value, stats: Option<&Stats>) -> String {
     let mut out = String::from("### maybe-sccache\n\n| | |\n|---|---|\n");
-    for (k, v) in summary_lines(r) {
+    for (k, v) in summary_lines(r, stats) {
         let _ = writeln!(out, "| {k} | {} |", v.replace('|', "\\|"));
     }
     out
