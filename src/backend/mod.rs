@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 mod cloud;
 mod config;
 mod connect;
+pub mod dist;
 pub mod gha;
 mod resolve;
 

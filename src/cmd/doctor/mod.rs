@@ -21,11 +21,13 @@ use crate::logging;
 use crate::server;
 use crate::state;
 
+mod dist;
 mod sccache;
 mod start;
 mod storage;
 mod wrapper;
 
+use self::dist::dist_findings;
 use self::sccache::sccache;
 use self::start::server_start;
 use self::storage::{storage, writable};
@@ -137,6 +139,7 @@ fn examine(config: &Config) -> Vec<Finding> {
     }
     if let Some(sccache) = sccache(config, &mut findings) {
         findings.push(server_start(config, &sccache));
+        findings.extend(dist_findings(config, &sccache));
     }
     findings.extend(storage());
     findings.push(incremental(config));

@@ -84,7 +84,7 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
 }
 
 /// How long doctor waits for a server it started to stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server that was already running: where does it store its cache, and is that what this
 /// environment asks for? A server keeps the environment it was started with.
