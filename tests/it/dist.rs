@@ -200,3 +200,126 @@ fn build_server_stopped_mid_build() {
         "build server stopped (SIGSTOP) mid-build, through the shim",
     );
 }
+
+/// `status` counts what went remote: after a build on a healthy cluster its JSON carries
+/// sccache's remote compiles (the same number sccache's own statistics give) and its text a
+/// `remote` row.
+#[test]
+fn status_after_a_distributed_build_shows_remote_compiles() {
+    let Some((sccache, dist)) =
+        require_dist("status_after_a_distributed_build_shows_remote_compiles")
+    else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let sb = dist_sandbox(&sccache, &cluster.scheduler_url(), CLIENT_TOKEN);
+    sb.assert_good_build();
+    let remote = dist_compiles(&sb.sccache_stats(&sccache));
+    assert!(remote >= 1, "no compile went remote\n{}", cluster.logs());
+    let st = sb.status_json();
+    assert_eq!(
+        st.path(&["sccache_stats", "dist", "compiles"])
+            .and_then(Json::as_u64),
+        Some(remote),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["sccache_stats", "dist", "errors"])
+            .and_then(Json::as_u64),
+        Some(0),
+        "{st:#}"
+    );
+    let text = run(&mut sb.shim(["status"]), SHORT);
+    let row = text
+        .out()
+        .lines()
+        .find(|l| l.trim_start().starts_with("remote:"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no remote row: {}", text.describe()));
+    assert!(
+        row.contains(&format!("{remote} compiles on sccache-dist build servers")),
+        "{row}"
+    );
+}
+
+/// `maybe-sccache doctor` in a sandbox whose sccache config names the scheduler at `url` with
+/// `token`: its output, which must never show the token.
+fn doctor_with_dist(sccache: &Path, url: &str, token: &str) -> String {
+    let sb = dist_sandbox(sccache, url, token);
+    let r = run(&mut sb.shim(["doctor"]), BUILD);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let out = r.out();
+    assert!(!out.contains(token), "doctor shows the token: {out}");
+    out
+}
+
+/// The doctor finding that starts with `dist: ` and contains `words`.
+fn dist_finding(out: &str, words: &str) -> String {
+    out.lines()
+        .find(|l| l.contains("  dist: ") && l.contains(words))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no dist finding with {words:?}:\n{out}"))
+}
+
+#[test]
+fn doctor_with_a_healthy_cluster_says_ok() {
+    let Some((sccache, dist)) = require_dist("doctor_with_a_healthy_cluster_says_ok") else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let url = cluster.scheduler_url();
+    let out = doctor_with_dist(&sccache, &url, CLIENT_TOKEN);
+    let answers = dist_finding(&out, "answers: 1 build server(s)");
+    assert!(answers.starts_with("ok"), "{out}");
+    assert!(answers.contains(&url), "{out}");
+    assert!(
+        dist_finding(&out, "accepts the client token").starts_with("ok"),
+        "{out}"
+    );
+    assert!(
+        dist_finding(&out, "toolchain packaging").starts_with("ok"),
+        "{out}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("  dist: ") && !l.starts_with("ok")),
+        "{out}"
+    );
+}
+
+#[test]
+fn doctor_with_a_wrong_token_says_it_is_refused() {
+    let Some((sccache, dist)) = require_dist("doctor_with_a_wrong_token_says_it_is_refused") else {
+        return;
+    };
+    let cluster = Cluster::start(&dist);
+    let out = doctor_with_dist(&sccache, &cluster.scheduler_url(), "wrong-t0ken-4-doctor");
+    let refused = dist_finding(&out, "refuses the client token");
+    assert!(refused.starts_with("FAIL"), "{out}");
+    assert!(refused.contains(" -- fix: "), "{out}");
+    // The scheduler itself answers: only the token is wrong.
+    assert!(
+        dist_finding(&out, "answers: 1 build server(s)").starts_with("ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn doctor_with_the_scheduler_down_says_unreachable() {
+    let Some((sccache, _)) = require_dist("doctor_with_the_scheduler_down_says_unreachable") else {
+        return;
+    };
+    let nobody = reserve_port();
+    let url = format!("http://127.0.0.1:{nobody}");
+    let out = doctor_with_dist(&sccache, &url, CLIENT_TOKEN);
+    let down = dist_finding(&out, "is unreachable");
+    assert!(down.starts_with("warn"), "{out}");
+    assert!(
+        down.contains(&url) && down.contains("refuses connections"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("accepts the client token") && !out.contains("refuses the client token"),
+        "no token check without a scheduler: {out}"
+    );
+}
