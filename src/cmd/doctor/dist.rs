@@ -34,7 +34,7 @@ pub(super) fn dist_findings(config: &Config, sccache: &Path) -> Vec<Finding> {
     let view = dist_status(config, sccache);
     let mut findings = vec![client(&d, sccache, &view)];
     match dist::scheduler_place(&d) {
-        Ok(place) => findings.extend(scheduler(&d, &place)),
+        Ok(place) => findings.extend(scheduler(&d, &place, &view)),
         Err(why) => findings.push(scheduler_by_sccache(&d, &view, &why)),
     }
     findings
@@ -66,7 +66,13 @@ fn client(d: &Dist, sccache: &Path, view: &View) -> Finding {
                  configuration",
             )
         }
-        _ => {}
+        View::Unknown(why) => {
+            return info(format!(
+                "dist: toolchain packaging: not known whether this sccache has the dist client \
+                 ({why})"
+            ))
+        }
+        View::NotConnected(_) | View::Connected(_) => {}
     }
     if cfg!(target_os = "linux") {
         ok(
@@ -90,7 +96,7 @@ fn client(d: &Dist, sccache: &Path, view: &View) -> Finding {
 }
 
 /// The scheduler as the shim reaches it: its status, then the client token.
-fn scheduler(d: &Dist, place: &dist::Place) -> Vec<Finding> {
+fn scheduler(d: &Dist, place: &dist::Place, view: &View) -> Vec<Finding> {
     let origin = d.origin.display();
     let status = match dist::scheduler_status(place, SCHEDULER_ANSWER) {
         Ok(status) => status,
@@ -106,6 +112,15 @@ fn scheduler(d: &Dist, place: &dist::Place) -> Vec<Finding> {
         }
     };
     let mut findings = vec![servers(&place.to_string(), status)];
+    // The scheduler answers the shim, yet sccache's own client is not connected: an OAuth token
+    // never fetched, or a client sccache could not create.
+    if let View::NotConnected(words) = view {
+        findings.push(warn(
+            format!("dist: sccache's server is not connected to the scheduler: {words}"),
+            "run `SCCACHE_LOG=debug sccache --start-server` and read why; for an OAuth client \
+             token run `sccache --dist-auth`",
+        ));
+    }
     findings.push(match &d.auth {
         DistAuth::Token(token) => match dist::token_accepted(place, token, SCHEDULER_ANSWER) {
             Ok(true) => ok(format!(
