@@ -25,11 +25,13 @@ pub enum Format {
 pub fn render(config: &Config, format: Format) -> String {
     let (mut report, stats) = gather(config);
     // `--markdown` goes to a public CI job summary: no secret may reach any format.
-    redact_strings(&mut report, &logging::secret_values());
+    let secrets = logging::secret_values();
+    redact_strings(&mut report, &secrets);
+    // The text views also show sccache's figures as read (build servers' names among them).
     match format {
         Format::Json => format!("{report:#}\n"),
-        Format::Text => text(&report, stats.as_ref()),
-        Format::Markdown => markdown(&report, stats.as_ref()),
+        Format::Text => logging::redact(&text(&report, stats.as_ref()), &secrets),
+        Format::Markdown => logging::redact(&markdown(&report, stats.as_ref()), &secrets),
     }
 }
 
