@@ -236,6 +236,7 @@ fn status_after_a_distributed_build_shows_remote_compiles() {
         .find(|l| l.trim_start().starts_with("remote:"))
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("no remote row: {}", text.describe()));
+    eprintln!("status after a distributed build: {row}");
     assert!(
         row.contains(&format!("{remote} compiles on sccache-dist build servers")),
         "{row}"
@@ -249,6 +250,7 @@ fn doctor_with_dist(sccache: &Path, url: &str, token: &str) -> String {
     let r = run(&mut sb.shim(["doctor"]), BUILD);
     assert_eq!(r.code(), Some(0), "{}", r.describe());
     let out = r.out();
+    eprintln!("doctor with [dist] at {url}:\n{out}");
     assert!(!out.contains(token), "doctor shows the token: {out}");
     out
 }
