@@ -325,3 +325,27 @@ fn doctor_with_the_scheduler_down_says_unreachable() {
         "no token check without a scheduler: {out}"
     );
 }
+
+/// A scheduler that accepts connections and never answers holds sccache's server start; doctor
+/// still ends (its requests and the start are bounded) and says the scheduler does not answer,
+/// which stops caching (the bounded start fails).
+#[test]
+fn doctor_with_a_black_holed_scheduler_ends_and_says_so() {
+    let Some((sccache, _)) = require_dist("doctor_with_a_black_holed_scheduler_ends_and_says_so")
+    else {
+        return;
+    };
+    let (_hole, port) = black_hole();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = doctor_with_dist(&sccache, &url, CLIENT_TOKEN);
+    eprintln!(
+        "doctor with a black-holed scheduler: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let silent = dist_finding(&out, "is unreachable");
+    assert!(
+        silent.starts_with("FAIL") && silent.contains("does not answer in time"),
+        "{out}"
+    );
+}

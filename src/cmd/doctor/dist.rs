@@ -27,11 +27,17 @@ enum View {
     Unknown(String),
 }
 
-pub(super) fn dist_findings(config: &Config, sccache: &Path) -> Vec<Finding> {
+/// The dist findings; none without a `[dist]` scheduler. `server_starts`: the server check found
+/// nothing that stops sccache's server.
+pub(super) fn dist_findings(config: &Config, sccache: &Path, server_starts: bool) -> Vec<Finding> {
     let Some(d) = dist::dist_config() else {
         return Vec::new();
     };
-    let view = dist_status(config, sccache);
+    let view = if server_starts {
+        dist_status(config, sccache)
+    } else {
+        View::Unknown("the sccache server does not start".into())
+    };
     let mut findings = vec![client(&d, sccache, &view)];
     match dist::scheduler_place(&d) {
         Ok(place) => findings.extend(scheduler(&d, &place, &view)),
@@ -100,6 +106,19 @@ fn scheduler(d: &Dist, place: &dist::Place, view: &View) -> Vec<Finding> {
     let origin = d.origin.display();
     let status = match dist::scheduler_status(place, SCHEDULER_ANSWER) {
         Ok(status) => status,
+        // sccache's server asks a silent scheduler for its status when it starts, for up to
+        // 1,200 s: the shim's bounded start gives up, and the breaker sends calls to the compiler.
+        Err(answer @ (Answer::Silent | Answer::Closed)) => {
+            return vec![fail(
+                format!(
+                    "dist: the scheduler at {place} is unreachable: it {}; sccache's server waits \
+                     for it when it starts, so the shim's bounded start gives up and calls \
+                     compile without sccache",
+                    answer.words()
+                ),
+                format!("start the scheduler, or fix scheduler_url in [dist] of {origin}"),
+            )]
+        }
         Err(answer) => {
             return vec![warn(
                 format!(

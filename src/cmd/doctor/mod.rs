@@ -138,8 +138,12 @@ fn examine(config: &Config) -> Vec<Finding> {
         ));
     }
     if let Some(sccache) = sccache(config, &mut findings) {
-        findings.push(server_start(config, &sccache));
-        findings.extend(dist_findings(config, &sccache));
+        let start = server_start(config, &sccache);
+        // A server that failed to start (a black-holed scheduler holds sccache's start) is not
+        // started once more for the dist checks.
+        let server_starts = start.level != Level::Fail;
+        findings.push(start);
+        findings.extend(dist_findings(config, &sccache, server_starts));
     }
     findings.extend(storage());
     findings.push(incremental(config));
