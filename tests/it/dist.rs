@@ -252,6 +252,13 @@ fn doctor_with_dist(sccache: &Path, url: &str, token: &str) -> String {
     let out = r.out();
     eprintln!("doctor with [dist] at {url}:\n{out}");
     assert!(!out.contains(token), "doctor shows the token: {out}");
+    // The servers doctor started (the server check's, and the one asked `--dist-status`) are
+    // stopped again.
+    assert_eq!(
+        sb.status_json()["sccache"]["server_up"].as_bool(),
+        Some(false),
+        "doctor leaves a server behind: {out}"
+    );
     out
 }
 
