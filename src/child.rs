@@ -16,38 +16,54 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-/// The first word of a `run_bounded` error that is the shim's own trouble (no output buffers, no
-/// file descriptors or memory to start a process with), not the command's.
-pub const SHIM_TROUBLE: &str = "shim-trouble";
+/// Why [`run_bounded`] has no output for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// The shim's own trouble (no output buffers, no file descriptors or memory to start a
+    /// process with): that says nothing of the command.
+    ShimTrouble(String),
+    /// The command's: it could not be started, or did not finish in time. The words begin with
+    /// a reason (`spawn-failed`, `timeout`, `wait-failed`).
+    Failed(String),
+}
 
-/// Runs `cmd` to completion or until `timeout`. `Err` says, in a few words starting with a
-/// reason (`spawn-failed`, `timeout`, [`SHIM_TROUBLE`], …), why there is no output.
-pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
-    let tmp =
-        || output_buffer().map_err(|e| format!("{SHIM_TROUBLE}: cannot create a buffer: {e}"));
+/// A few words starting with a reason: `shim-trouble: …` for the shim's own trouble.
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::ShimTrouble(detail) => write!(f, "shim-trouble: {detail}"),
+            RunError::Failed(words) => f.write_str(words),
+        }
+    }
+}
+
+/// Runs `cmd` to completion or until `timeout`. `Err` says why there is no output.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, RunError> {
+    let tmp = || {
+        output_buffer().map_err(|e| RunError::ShimTrouble(format!("cannot create a buffer: {e}")))
+    };
     let (mut out, mut err) = (tmp()?, tmp()?);
     let clone = |f: &File| {
         f.try_clone()
-            .map_err(|e| format!("{SHIM_TROUBLE}: cannot share a buffer: {e}"))
+            .map_err(|e| RunError::ShimTrouble(format!("cannot share a buffer: {e}")))
     };
     cmd.stdout(clone(&out)?).stderr(clone(&err)?);
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = spawn_in_own_group(&mut cmd).map_err(|e| {
-        let reason = if is_resource_shortage(&e) {
-            SHIM_TROUBLE
+        if is_resource_shortage(&e) {
+            RunError::ShimTrouble(format!("cannot run {program}: {e}"))
         } else {
-            "spawn-failed"
-        };
-        format!("{reason}: cannot run {program}: {e}")
+            RunError::Failed(format!("spawn-failed: cannot run {program}: {e}"))
+        }
     })?;
     let status = wait_until(child.inner(), Instant::now() + timeout)
-        .map_err(|e| format!("wait-failed: {e}"))?;
+        .map_err(|e| RunError::Failed(format!("wait-failed: {e}")))?;
     let Some(status) = status else {
         child.kill_group();
-        return Err(format!(
+        return Err(RunError::Failed(format!(
             "timeout: {program} did not answer within {} s and was stopped",
             timeout.as_secs_f32()
-        ));
+        )));
     };
     // A finished command's group is left alone: with `SCCACHE_NO_DAEMON=1` the server it started
     // lives on in that group, and it is the server we wanted.

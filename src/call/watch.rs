@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend};
 use crate::server;
+use crate::state::Trip;
 
 /// When the watch begins (at most this far into a call) and how often it looks.
 const FIRST_CHECK: Duration = Duration::from_secs(5);
@@ -49,12 +50,19 @@ const IDLE_LIMIT_ANSWERING: Duration = Duration::from_secs(25);
 #[derive(Default)]
 pub struct Shared {
     pub finished: bool,
-    pub stuck: Option<String>,
-    /// sccache's error counters at the watchdog's first look: the baseline that tells whether
-    /// errors rose while this call was slow.
-    pub errors_when_watched: Option<u64>,
-    /// Every look found the server's compiler at work: the call was slow because its compile was.
-    /// `false` once a look found the server idle, or could not tell (no `/proc`).
+    pub stuck: Option<Trip>,
+    /// What the looks saw, from the first that had sccache's error counters on.
+    pub watched: Option<Watched>,
+}
+
+/// What the watchdog saw of a slow call, for the verdict after it ([`after_slow_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watched {
+    /// sccache's error counters at the watchdog's first look that had them: the baseline that
+    /// tells whether errors rose while this call was slow.
+    pub errors_before: u64,
+    /// Every look since found the server's compiler at work: the call was slow because its
+    /// compile was. `false` once a look found the server idle, or could not tell (no `/proc`).
     pub always_compiling: bool,
 }
 
@@ -141,7 +149,8 @@ impl Observation {
 pub enum Verdict {
     Fine,
     Suspect,
-    Stuck(String),
+    /// Abandon the call: [`Trip::Hung`] or [`Trip::BackendStuck`].
+    Stuck(Trip),
 }
 
 impl Watcher {
@@ -155,11 +164,15 @@ impl Watcher {
             let obs = self.observe();
             let verdict = self.judge(&obs);
             if let Ok(mut s) = shared.lock() {
-                if s.errors_when_watched.is_none() {
-                    s.errors_when_watched = self.errors_at_start;
-                    s.always_compiling = true;
+                if s.watched.is_none() {
+                    s.watched = self.errors_at_start.map(|errors_before| Watched {
+                        errors_before,
+                        always_compiling: true,
+                    });
                 }
-                s.always_compiling &= obs.compiler_at_work == Some(true);
+                if let Some(watched) = &mut s.watched {
+                    watched.always_compiling &= obs.compiler_at_work == Some(true);
+                }
             }
             log::debug!(
                 "watchdog {} s into the call: {obs:?} -> {verdict:?}",
@@ -230,11 +243,11 @@ impl Watcher {
             if elapsed < self.slow_call {
                 return Verdict::Suspect;
             }
-            return Verdict::Stuck(format!(
-                "hung: sccache did not answer a statistics request within {} s, {} s into a call",
+            return Verdict::Stuck(Trip::Hung(format!(
+                "sccache did not answer a statistics request within {} s, {} s into a call",
                 STATS_ANSWER.as_secs(),
                 elapsed.as_secs()
-            ));
+            )));
         };
         let baseline = *self.errors_at_start.get_or_insert(errors);
         let errors_rose = errors > baseline;
@@ -268,10 +281,10 @@ impl Watcher {
         } else {
             "the sccache server's children cannot be seen here".to_owned()
         };
-        Verdict::Stuck(format!(
-            "backend-stuck: {failing}; {server} of a {} s call",
+        Verdict::Stuck(Trip::BackendStuck(format!(
+            "{failing}; {server} of a {} s call",
             elapsed.as_secs()
-        ))
+        )))
     }
 
     /// A server seen idle, whose backend is not seen failing: no answer from the probe is no
@@ -303,13 +316,13 @@ impl Watcher {
         } else {
             "gave no verdict"
         };
-        Verdict::Stuck(format!(
-            "backend-stuck: no compiler at work in the sccache server for {} s of a {} s call; \
-             the backend{} {probe}",
+        Verdict::Stuck(Trip::BackendStuck(format!(
+            "no compiler at work in the sccache server for {} s of a {} s call; the backend{} \
+             {probe}",
             idle.as_secs(),
             elapsed.as_secs(),
             self.backend_named()
-        ))
+        )))
     }
 
     /// ` (backend <first backend>)`, or nothing when none was detected.
@@ -336,6 +349,10 @@ fn read_probes(backends: &[Backend], answers: &[Vec<backend::Answer>]) -> (Optio
         .any(|a| matches!(a, backend::Answer::Answers));
     (failing, answering)
 }
+
+/// The verdict after a slow call: did sccache's errors rise because its backend failed?
+mod after;
+pub use after::after_slow_call;
 
 /// Ending a stuck call so that no compiler of it is left running beside the direct compile.
 mod end;
@@ -383,7 +400,7 @@ mod tests {
         let mut w = watcher(20);
         assert_eq!(w.judge(&obs(Some(false), Some(0), true)), Verdict::Suspect);
         match w.judge(&obs(Some(false), Some(0), true)) {
-            Verdict::Stuck(why) => assert!(why.starts_with("backend-stuck: S3"), "{why}"),
+            Verdict::Stuck(Trip::BackendStuck(why)) => assert!(why.starts_with("S3"), "{why}"),
             v => panic!("{v:?}"),
         }
         // A backend not seen failing resets the count (the idle limit is far off yet).
@@ -429,7 +446,7 @@ mod tests {
         let mut w = watcher(20);
         assert!(matches!(
             w.judge(&obs(Some(false), None, false)),
-            Verdict::Stuck(why) if why.starts_with("hung:")
+            Verdict::Stuck(Trip::Hung(_))
         ));
     }
 
@@ -450,7 +467,9 @@ mod tests {
         assert_eq!(idle(&mut w, false, false), Verdict::Suspect);
         w.idle_since = Some(Instant::now() - IDLE_LIMIT);
         match idle(&mut w, false, false) {
-            Verdict::Stuck(why) => assert!(why.contains("gave no verdict"), "{why}"),
+            Verdict::Stuck(Trip::BackendStuck(why)) => {
+                assert!(why.contains("gave no verdict"), "{why}")
+            }
             v => panic!("{v:?}"),
         }
         // A backend that answers gives more patience, within a bound.
@@ -459,7 +478,9 @@ mod tests {
         assert_eq!(idle(&mut w, true, false), Verdict::Suspect);
         w.idle_since = Some(Instant::now() - IDLE_LIMIT_ANSWERING);
         match idle(&mut w, true, false) {
-            Verdict::Stuck(why) => assert!(why.contains("answers its probe"), "{why}"),
+            Verdict::Stuck(Trip::BackendStuck(why)) => {
+                assert!(why.contains("answers its probe"), "{why}")
+            }
             v => panic!("{v:?}"),
         }
     }
@@ -509,7 +530,7 @@ mod tests {
         let o = obs(Some(false), None, false);
         let mut w = watcher(20);
         let at = w.started + Duration::from_secs(20);
-        assert!(matches!(w.judge_at(&o, at), Verdict::Stuck(why) if why.starts_with("hung:")));
+        assert!(matches!(w.judge_at(&o, at), Verdict::Stuck(Trip::Hung(_))));
         let mut w = watcher(20);
         let before = w.started + Duration::from_secs(20) - Duration::from_millis(1);
         assert_eq!(w.judge_at(&o, before), Verdict::Suspect);

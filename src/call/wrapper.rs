@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::backend;
 use crate::call::exec::{self, Exit};
-use crate::call::forward::{self, Ran, Verdict};
+use crate::call::forward::{self, Ran};
+use crate::call::judge::{self, Verdict};
 use crate::call::locate::{self, Lookup};
+use crate::call::watch;
 use crate::classify::{self, Family};
 use crate::config::Config;
 use crate::server;
-use crate::state::{self, Event};
+use crate::state::{self, Event, Trip};
 
 /// Whether sccache or the compiler may have started for this call: after that, a panic of the
 /// shim's own must not start the compiler again.
@@ -110,7 +111,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
     let captured = match ran {
         Ok(Ran::Finished(captured)) => captured,
         Ok(Ran::Hung(why)) => {
-            state::trip(state_dir, &key, config.cooldown, &why);
+            state::trip(state_dir, &key, config.cooldown, why);
             server::stop_hung(&sccache);
             return compile_directly(state_dir, "hung", compiler, args);
         }
@@ -120,17 +121,13 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             return compile_directly(state_dir, reason, compiler, args);
         }
         Err(e) => {
-            state::trip(
-                state_dir,
-                &key,
-                config.cooldown,
-                &format!("spawn-failed: {e:#}"),
-            );
+            let why = Trip::SpawnFailed(format!("{e:#}"));
+            state::trip(state_dir, &key, config.cooldown, why);
             return compile_directly(state_dir, "spawn-failed", compiler, args);
         }
     };
     test_panic_at("after-compile");
-    match forward::judge(&captured) {
+    match judge::judge(&captured) {
         Verdict::SccacheFailed(reason) => {
             let text = String::from_utf8_lossy(&captured.stderr);
             log::info!(
@@ -145,41 +142,36 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
             // without sccache proves sccache at fault, so the compiler runs as a child here.
             let status = exec::run_compiler_child(compiler, args)?;
             if status.success() {
-                let detail = text.lines().next().unwrap_or("");
-                state::trip(
-                    state_dir,
-                    &key,
-                    config.cooldown,
-                    &format!("{reason}: {detail}"),
-                );
+                let detail = text.lines().next().unwrap_or("").to_owned();
+                let why = Trip::SccacheFailed { reason, detail };
+                state::trip(state_dir, &key, config.cooldown, why);
             }
             Ok(exec::exit_code_of_status(status))
         }
         Verdict::Unsupported => compile_directly(state_dir, "unsupported", compiler, args),
         Verdict::Compiled(code) => {
             state::record(state_dir, Event::Forwarded, "-");
-            if forward::compiled_locally(&captured.stderr) {
+            if judge::compiled_locally(&captured.stderr) {
                 log::info!("sccache lost its server during the call and compiled locally");
             }
             replay(
                 &captured.stdout,
-                &forward::without_sccache_warnings(&captured.stderr),
+                &judge::without_sccache_warnings(&captured.stderr),
             );
             log::info!(
                 "forward{}: exit {code} in {} ms",
                 classify::subject(args),
                 captured.elapsed.as_millis()
             );
-            if let Some(before) = captured.errors_when_watched {
-                let always_compiling = captured.always_compiling;
-                check_backend_after_slow_call(&config, &sccache, &key, before, always_compiling);
+            if let Some(why) = watch::after_slow_call(&sccache, captured.watched) {
+                state::trip(state_dir, &key, config.cooldown, why);
             }
             Ok(exec::exit_code_of(code))
         }
         Verdict::CompilerKilled(sig) => {
             state::record(state_dir, Event::Forwarded, "-");
             replay(
-                &forward::without_signal_line(&captured.stdout),
+                &judge::without_signal_line(&captured.stdout),
                 &captured.stderr,
             );
             log::info!(
@@ -298,12 +290,12 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
                 Ok(())
             }
         },
-        Err(failure) if failure.is_shim_trouble() => {
-            log::warn!("{}", failure.0);
+        Err(server::StartFailure::ShimTrouble(words)) => {
+            log::warn!("{words}");
             Err("no-resources")
         }
-        Err(server::StartFailure(reason)) => {
-            state::trip(dir, key, config.cooldown, &reason);
+        Err(server::StartFailure::Sccache(words)) => {
+            state::trip(dir, key, config.cooldown, Trip::StartFailed(words));
             Err("start-failed")
         }
     }
@@ -322,86 +314,10 @@ fn foreign_server(owner: server::Owner) -> &'static str {
     "foreign-server"
 }
 
-/// A forwarded call was slow (the watchdog looked at it). If sccache's own error counters rose
-/// since then, its backend is failing (a dead Redis makes every call wait out read and write
-/// time-outs): open the breaker. The server is left running for the calls still in it; the probe
-/// after the cooldown replaces it with one that checks the backend afresh.
-fn check_backend_after_slow_call(
-    config: &Config,
-    sccache: &Path,
-    key: &str,
-    before: u64,
-    always_compiling: bool,
-) {
-    let Some(errors) = server::error_total(sccache, Duration::from_secs(5)) else {
-        return;
-    };
-    if !errors_trip(before, errors, always_compiling, backend::remote_answers) {
-        if errors > before {
-            log::info!(
-                "sccache error counters rose from {before} to {errors} during a slow compile, \
-                 but the cache is local or the backend answers: breaker left closed"
-            );
-        }
-        return;
-    }
-    state::trip(
-        config.state_dir.as_deref(),
-        key,
-        config.cooldown,
-        &format!("backend-errors: sccache error counters rose from {before} to {errors} during a slow call"),
-    );
-}
-
-/// Whether a rise of sccache's error counters from `before` to `errors` during a slow call opens
-/// the breaker. `remote_answers` says whether the remote backend answers now (`None`: the cache
-/// is a local disk).
-///
-/// The counters are the whole server's. When every watchdog look found a compile at work, the
-/// compile is what made the call slow, and the rise may be another call's error, one corrupt
-/// entry (sccache 0.16 counts a cache error, then compiles it as a miss, measured) or one
-/// failed write (a full Redis refuses writes and still serves hits): then a local cache, or a
-/// backend that answers now, keeps the breaker closed. A call seen idle, or a remote backend
-/// that does not answer, still trips it.
-fn errors_trip(
-    before: u64,
-    errors: u64,
-    always_compiling: bool,
-    remote_answers: impl FnOnce() -> Option<bool>,
-) -> bool {
-    if errors <= before {
-        return false;
-    }
-    if !always_compiling {
-        return true;
-    }
-    remote_answers() == Some(false)
-}
-
 /// Hands sccache's buffered output to cargo, byte for byte. A closed pipe is not the shim's
 /// problem to report.
 fn replay(stdout: &[u8], stderr: &[u8]) {
     let _ = std::io::stdout().lock().write_all(stdout);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().lock().write_all(stderr);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rise_of_errors_during_a_busy_compile_trips_only_a_silent_remote_backend() {
-        let never = || -> Option<bool> { panic!("no probe needed") };
-        // No rise: nothing to judge, and no probe.
-        assert!(!errors_trip(3, 3, false, never));
-        assert!(!errors_trip(3, 2, false, never));
-        // A call seen idle: the rise is the backend's, whatever it is.
-        assert!(errors_trip(3, 4, false, never));
-        // Busy on every look: a local disk cache (one corrupt entry, another call's error) and a
-        // backend that answers keep the breaker closed; a remote one that does not trips it.
-        assert!(!errors_trip(3, 4, true, || None));
-        assert!(!errors_trip(3, 4, true, || Some(true)));
-        assert!(errors_trip(3, 4, true, || Some(false)));
-    }
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::child::{run_bounded, Output};
+use crate::child::{run_bounded, Output, RunError};
 use crate::config::DEPTH_VAR;
 
 mod address;
@@ -25,14 +25,21 @@ pub use address::*;
 pub use owner::*;
 pub use stats::*;
 
-/// Why starting the server failed, as a short reason plus sccache's own words.
-pub struct StartFailure(pub String);
-
-impl StartFailure {
+/// Why starting (or probing) the server failed, in words that begin with a short reason.
+pub enum StartFailure {
     /// The shim could not even try (no output buffers, out of file descriptors or memory): that
-    /// says nothing about sccache.
-    pub fn is_shim_trouble(&self) -> bool {
-        self.0.starts_with(crate::child::SHIM_TROUBLE)
+    /// says nothing about sccache. The words begin with `shim-trouble`.
+    ShimTrouble(String),
+    /// sccache's failure, or its backend's: a short reason (`start-failed`, `timeout`,
+    /// `backend-unreachable`, …), then sccache's own words.
+    Sccache(String),
+}
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartFailure::ShimTrouble(words) | StartFailure::Sccache(words) => f.write_str(words),
+        }
     }
 }
 
@@ -43,14 +50,20 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
         .or_else(|| crate::backend::gha::release_problem(sccache))
         .or_else(crate::backend::precheck);
     if let Some(problem) = problem {
-        return Err(StartFailure(problem));
+        return Err(StartFailure::Sccache(problem));
     }
     let started = Instant::now();
     let mut cmd = Command::new(sccache);
     cmd.arg("--start-server")
         .env(DEPTH_VAR, (depth + 1).to_string())
         .stdin(Stdio::null());
-    let captured = run_bounded(cmd, timeout).map_err(|e| StartFailure(naming_backend(&e)))?;
+    let captured = run_bounded(cmd, timeout).map_err(|e| {
+        let words = naming_backend(&e.to_string());
+        match e {
+            RunError::ShimTrouble(_) => StartFailure::ShimTrouble(words),
+            RunError::Failed(_) => StartFailure::Sccache(words),
+        }
+    })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&captured.stdout),
@@ -72,7 +85,7 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
         .or_else(|| text.lines().next())
         .unwrap_or("no output")
         .trim();
-    Err(StartFailure(naming_backend(&format!(
+    Err(StartFailure::Sccache(naming_backend(&format!(
         "start-failed: {first}"
     ))))
 }
@@ -125,11 +138,11 @@ pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
     if is_up() {
         match stats_or_why(sccache, PROBE_ANSWER) {
             // The shim could not even ask: that says nothing of the server.
-            Err(why) if why.starts_with(crate::child::SHIM_TROUBLE) => {
-                return Err(StartFailure(why));
+            Err(trouble @ RunError::ShimTrouble(_)) => {
+                return Err(StartFailure::ShimTrouble(trouble.to_string()));
             }
             Err(_) if !stop_hung(sccache) => {
-                return Err(StartFailure(format!(
+                return Err(StartFailure::Sccache(format!(
                     "hung: the sccache server at {} did not answer within {} s and could not \
                      be stopped",
                     address(),
@@ -138,7 +151,7 @@ pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
             }
             Err(_) => {}
             Ok(_) if !stop(sccache, timeout) => {
-                return Err(StartFailure(format!(
+                return Err(StartFailure::Sccache(format!(
                     "stop-failed: the sccache server at {} did not stop within {} s",
                     address(),
                     timeout.as_secs()

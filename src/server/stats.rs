@@ -137,19 +137,22 @@ pub fn stats(sccache: &Path, timeout: Duration) -> Option<Stats> {
     stats_or_why(sccache, timeout).ok()
 }
 
-/// [`stats`], or why there are none: the reason starts with [`crate::child::SHIM_TROUBLE`] when
-/// the shim itself could not ask (no descriptors or memory left), which says nothing of sccache.
-pub(super) fn stats_or_why(sccache: &Path, timeout: Duration) -> Result<Stats, String> {
+/// [`stats`], or why there are none: [`RunError::ShimTrouble`] when the shim itself could not
+/// ask (no descriptors or memory left), which says nothing of sccache.
+pub(super) fn stats_or_why(sccache: &Path, timeout: Duration) -> Result<Stats, RunError> {
     let mut cmd = Command::new(sccache);
     cmd.args(["--show-stats", "--stats-format", "json"])
         .stdin(Stdio::null());
     let Output { code, stdout, .. } = run_bounded(cmd, timeout)?;
     if code != Some(0) {
-        return Err(format!("sccache --show-stats exited with {code:?}"));
+        return Err(RunError::Failed(format!(
+            "sccache --show-stats exited with {code:?}"
+        )));
     }
     let json: Value = serde_json::from_slice(&stdout)
-        .map_err(|e| format!("sccache --show-stats printed no JSON: {e}"))?;
-    Stats::from_json(&json).ok_or_else(|| "sccache --show-stats printed no statistics".into())
+        .map_err(|e| RunError::Failed(format!("sccache --show-stats printed no JSON: {e}")))?;
+    Stats::from_json(&json)
+        .ok_or_else(|| RunError::Failed("sccache --show-stats printed no statistics".into()))
 }
 
 /// The sum of sccache's error and time-out counters.

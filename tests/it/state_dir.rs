@@ -154,7 +154,8 @@ fn a_user_without_a_passwd_entry_or_home_still_builds() {
 /// make calls wait. Here the start lock and the breaker's lock are FIFOs: the write-only open of a
 /// FIFO without a reader blocked every call for good before (no time-out reached it); now the
 /// open fails at once and each call goes on without the lock, through the real sccache. (`ENOLCK`
-/// and `EIO` from `flock` itself, which no file system here gives, are unit tests in state.rs.)
+/// and `EIO` from `flock` itself, which no file system here gives, are unit tests in
+/// src/state/lock.rs.)
 #[test]
 fn lock_files_that_cannot_be_locked_never_hold_a_build() {
     let test = "lock_files_that_cannot_be_locked_never_hold_a_build";

@@ -75,7 +75,7 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
             "server: started in {ms} ms ({}{cache}) and {stop_note}",
             server_address()
         )),
-        Err(server::StartFailure(reason)) => fail(
+        Err(reason) => fail(
             format!("server: did not start ({ms} ms): {reason}"),
             "run `SCCACHE_LOG=debug sccache --start-server` to see why; check the SCCACHE_* \
              storage settings; if it is only slow, raise MAYBE_SCCACHE_START_TIMEOUT",
