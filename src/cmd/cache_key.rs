@@ -288,8 +288,12 @@ fn is_number(v: &str) -> bool {
 /// `Cargo.lock` in the current directory or the nearest directory above it that has one; that is
 /// where cargo keeps a workspace's lockfile.
 pub fn find_lockfile() -> Option<PathBuf> {
-    let cwd = env::current_dir().ok()?;
-    cwd.ancestors()
+    find_lockfile_from(&env::current_dir().ok()?)
+}
+
+/// The nearest `Cargo.lock` in `dir` or above it.
+pub fn find_lockfile_from(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
         .map(|dir| dir.join("Cargo.lock"))
         .find(|p| p.is_file())
 }

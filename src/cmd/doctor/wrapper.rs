@@ -60,7 +60,7 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
     match name.as_str() {
         "maybe-sccache" => match locate::on_path(program, cwd) {
             // cc-rs wraps C and C++ only for a wrapper whose file stem is `sccache`.
-            Some(found) if builds_c() => warn(
+            Some(found) if builds_c(cwd) => warn(
                 format!(
                     "wrapper: {source} sets it to {value} ({}): Rust is cached, but the C and \
                      C++ that build scripts compile (the cc crate is in Cargo.lock) are not, \
@@ -102,10 +102,10 @@ fn judge_wrapper(value: &str, source: &str, program: &Path, cwd: &Path) -> Findi
     }
 }
 
-/// Does the project here build C or C++ through cc-rs: is `cc` among the crates of the nearest
-/// `Cargo.lock`?
-fn builds_c() -> bool {
-    cache_key::find_lockfile()
+/// Does the project in `cwd` build C or C++ through cc-rs: is `cc` among the crates of the
+/// nearest `Cargo.lock`?
+fn builds_c(cwd: &Path) -> bool {
+    cache_key::find_lockfile_from(cwd)
         .and_then(|lock| fs::read_to_string(lock).ok())
         .is_some_and(|text| text.lines().any(|l| l.trim() == "name = \"cc\""))
 }
@@ -135,8 +135,18 @@ mod tests {
         let shim = cwd.join("maybe-sccache");
         assert!(level("maybe-sccache", &shim) == Level::Fail, "not found");
         executable(&shim);
-        let found = if builds_c() { Level::Warn } else { Level::Ok };
-        assert!(level("maybe-sccache", &shim) == found, "found");
+        assert!(!builds_c(cwd), "a temporary dir has no Cargo.lock above it");
+        assert!(level("maybe-sccache", &shim) == Level::Ok, "found");
+        // A project whose lockfile has the cc crate: its build scripts' C is not cached.
+        fs::write(
+            cwd.join("Cargo.lock"),
+            "[[package]]\nname = \"cc\"\nversion = \"1.2.0\"\n",
+        )
+        .unwrap();
+        let with_c = judge_wrapper("maybe-sccache", "env", &shim, cwd);
+        assert!(with_c.level == Level::Warn, "{}", with_c.text);
+        assert!(with_c.text.contains("cc-rs routes them"), "{}", with_c.text);
+        fs::remove_file(cwd.join("Cargo.lock")).unwrap();
 
         let sccache = cwd.join("sccache");
         executable(&sccache);
