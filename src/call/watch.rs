@@ -464,11 +464,21 @@ mod tests {
     #[test]
     fn an_idle_server_is_abandoned_after_the_idle_limit_whatever_the_probe_says() {
         let mut w = watcher(20);
+        // A backend the shim cannot probe: the reason still names it.
+        w.backends = Some(vec![Backend {
+            kind: "Azure",
+            origin: "SCCACHE_AZURE_CONNECTION_STRING".into(),
+            endpoints: Vec::new(),
+        }]);
         assert_eq!(idle(&mut w, false, false), Verdict::Suspect);
         w.idle_since = Some(Instant::now() - IDLE_LIMIT);
         match idle(&mut w, false, false) {
             Verdict::Stuck(Trip::BackendStuck(why)) => {
-                assert!(why.contains("gave no verdict"), "{why}")
+                assert!(why.contains("gave no verdict"), "{why}");
+                assert!(
+                    why.contains("the backend (Azure (SCCACHE_AZURE_CONNECTION_STRING))"),
+                    "{why}"
+                );
             }
             v => panic!("{v:?}"),
         }
