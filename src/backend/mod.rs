@@ -29,8 +29,8 @@ mod connect;
 pub mod gha;
 mod resolve;
 
-pub use config::config_file_path;
 use config::*;
+pub use config::{config_file_path, dist_scheduler};
 use connect::*;
 use resolve::*;
 

@@ -84,6 +84,7 @@ pub fn spawn(
         errors_at_start: None,
         strikes: 0,
         idle_since: None,
+        remotes: dist::Remotes::default(),
     };
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
@@ -107,6 +108,8 @@ struct Watcher {
     errors_at_start: Option<u64>,
     strikes: u32,
     idle_since: Option<Instant>,
+    /// Where sccache-dist's scheduler is (`dist.rs`), read on the first look that needs it.
+    remotes: dist::Remotes,
 }
 
 /// One look at the call.
@@ -124,6 +127,8 @@ pub struct Observation {
     /// The server's statistics show distributed compiles (sccache-dist): a compile at work may
     /// run on another machine, with no local compiler to see.
     pub distributing: bool,
+    /// What the server's connections to sccache-dist build servers say (`dist.rs`).
+    pub remote: Remote,
 }
 
 impl Observation {
@@ -133,6 +138,11 @@ impl Observation {
             compiler_at_work: Some(true),
             ..Observation::default()
         }
+    }
+
+    /// A compile is at work: a local compiler, or a remote one whose build server answers.
+    fn at_work(&self) -> bool {
+        self.compiler_at_work == Some(true) || matches!(self.remote, Remote::Working(_))
     }
 }
 
@@ -159,7 +169,7 @@ impl Watcher {
                     s.errors_when_watched = self.errors_at_start;
                     s.always_compiling = true;
                 }
-                s.always_compiling &= obs.compiler_at_work == Some(true);
+                s.always_compiling &= obs.at_work();
             }
             log::debug!(
                 "watchdog {} s into the call: {obs:?} -> {verdict:?}",
@@ -188,8 +198,8 @@ impl Watcher {
     fn observe(&mut self) -> Observation {
         // The server is looked up afresh at every look: a pid kept from an earlier one may
         // belong to another process by now.
-        let compiler_at_work =
-            proc::compile_at_work(server::server_pid(), self.call, &self.compiler);
+        let server = server::server_pid();
+        let compiler_at_work = proc::compile_at_work(server, self.call, &self.compiler);
         if compiler_at_work == Some(true) {
             // Nothing else matters while a compile runs: skip the requests, except the first
             // look's statistics, the error baseline of this call.
@@ -202,6 +212,23 @@ impl Watcher {
         let errors = stats.as_ref().and_then(server::errors_in);
         let distributing = stats.as_ref().is_some_and(server::distributes);
         let backends = self.backends.get_or_insert_with(backend::detect);
+        let remote = match compiler_at_work {
+            Some(false) => self
+                .remotes
+                .look(server, distributing, backends, PROBE_ANSWER),
+            _ => Remote::Unknown,
+        };
+        if let Remote::Working(_) = remote {
+            // A remote compile at work: as with a local one, nothing else matters.
+            self.errors_at_start = self.errors_at_start.or(errors);
+            return Observation {
+                compiler_at_work,
+                errors,
+                distributing,
+                remote,
+                ..Observation::default()
+            };
+        }
         let answers = backend::probe_all(backends, PROBE_ANSWER);
         let (backend_failing, backend_answers) = read_probes(backends, &answers);
         Observation {
@@ -210,6 +237,7 @@ impl Watcher {
             backend_failing,
             backend_answers,
             distributing,
+            remote,
         }
     }
 
@@ -220,7 +248,7 @@ impl Watcher {
     /// [`Watcher::judge`] at the instant `now`, so that tests can stand on a limit exactly.
     fn judge_at(&mut self, obs: &Observation, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.started);
-        if obs.compiler_at_work == Some(true) {
+        if obs.at_work() {
             self.strikes = 0;
             self.idle_since = None;
             return Verdict::Fine;
@@ -284,11 +312,13 @@ impl Watcher {
             return Verdict::Fine;
         }
         // Under sccache-dist a compile at work may run on another machine, with no local
-        // compiler: a server whose statistics show distributed compiles is never called idle.
-        // The first remote compile of a fresh server is not yet in those statistics; telling it
-        // apart needs the server's in-progress requests (see `server::distributes`).
-        if obs.distributing {
+        // compiler. Its build server's answer tells (`dist.rs`); where the server's connections
+        // cannot be read, a server whose statistics show remote compiles is never called idle.
+        if obs.distributing && obs.remote == Remote::Unknown {
             return Verdict::Fine;
+        }
+        if let Remote::Failing(words) = &obs.remote {
+            return self.judge_remote(words, idle, elapsed);
         }
         let limit = if obs.backend_answers {
             IDLE_LIMIT_ANSWERING
@@ -309,6 +339,20 @@ impl Watcher {
             idle.as_secs(),
             elapsed.as_secs(),
             self.backend_named()
+        ))
+    }
+
+    /// A server with no compiler at work that waits on build servers none of which answers: stuck
+    /// past the idle limit, like a server waiting on nothing.
+    fn judge_remote(&self, words: &str, idle: Duration, elapsed: Duration) -> Verdict {
+        if idle < IDLE_LIMIT {
+            return Verdict::Suspect;
+        }
+        Verdict::Stuck(format!(
+            "dist-stuck: {words}; no compiler at work in the sccache server for {} s of a {} s \
+             call",
+            idle.as_secs(),
+            elapsed.as_secs()
         ))
     }
 
@@ -343,6 +387,10 @@ mod end;
 /// The processes `/proc` shows (Linux); elsewhere nothing is known.
 mod proc;
 
+/// Remote compiles under sccache-dist: the build servers the server waits on, and their answer.
+mod dist;
+pub use dist::Remote;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +406,7 @@ mod tests {
             errors_at_start: None,
             strikes: 0,
             idle_since: None,
+            remotes: dist::Remotes::default(),
         }
     }
 
