@@ -7,7 +7,8 @@
 //! 1. **A compiler at work.** On Linux the sccache server is found through `/proc` (the process
 //!    holding its listening socket) and its children are looked at: sccache runs the compiler as
 //!    its child, so a live child means a compile is in progress, and the call is left alone,
-//!    whatever else is seen. Elsewhere this signal is unknown.
+//!    whatever else is seen. Elsewhere this signal is unknown. Under sccache-dist a remote
+//!    compile counts too while its build server answers a probe (`watch/dist.rs`).
 //! 2. **The backend's own answer.** Every endpoint of the configured backend gets a bounded probe
 //!    (an HTTP request for S3/WebDAV, `PING` for Redis, `version` for memcached).
 //! 3. **sccache's error and time-out counters**, compared with their value when the watch began.
@@ -142,7 +143,7 @@ impl Observation {
 
     /// A compile is at work: a local compiler, or a remote one whose build server answers.
     fn at_work(&self) -> bool {
-        self.compiler_at_work == Some(true) || matches!(self.remote, Remote::Working(_))
+        self.compiler_at_work == Some(true) || self.remote.is_work()
     }
 }
 
@@ -218,7 +219,7 @@ impl Watcher {
                 .look(server, distributing, backends, PROBE_ANSWER),
             _ => Remote::Unknown,
         };
-        if let Remote::Working(_) = remote {
+        if remote.is_work() {
             // A remote compile at work: as with a local one, nothing else matters.
             self.errors_at_start = self.errors_at_start.or(errors);
             return Observation {

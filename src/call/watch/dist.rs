@@ -15,13 +15,20 @@
 //! matched against `/proc/PID/net/tcp{,6}` (the server's own network namespace). Elsewhere nothing
 //! is known, and a server whose statistics show remote compiles is never called idle.
 //!
+//! Before its first request to a build server, the server packages the compiler's toolchain
+//! (once per toolchain: for Rust, rustc's sysroot, measured at 12 s on a loaded 2-core machine)
+//! in its own process, with no child and no connection to show for it. A server with no build
+//! server to wait on that used at least a quarter of a core since the last look is at that work,
+//! for at most two minutes of a call: a server spinning for another reason is not waited on
+//! forever.
+//!
 //! The scheduler is left out: it answers probes while its job allocation may hang on a stopped
 //! build server, so its answer proves no compile at work. Its status endpoint (`num_servers`,
 //! `in_progress`) is no signal either: it counts every client's jobs, and keeps counting those of
 //! a stopped build server until its heartbeat times out (90 s).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{self, Answer, Backend, Endpoint, Protocol};
 
@@ -37,12 +44,37 @@ pub enum Remote {
     Working(SocketAddr),
     /// The server waits on build servers, and none of them answers: in words.
     Failing(String),
+    /// No build server waited on, but the server is busy itself (packaging a toolchain): the
+    /// share of a core it used since the last look, in percent.
+    Preparing(u32),
 }
 
-/// What the watchdog keeps between looks: where the scheduler is, read once.
+impl Remote {
+    /// A remote compile, or its preparation, is at work.
+    pub fn is_work(&self) -> bool {
+        matches!(self, Remote::Working(_) | Remote::Preparing(_))
+    }
+}
+
+/// The share of a core a server must use on its own between two looks to count as preparing a
+/// remote compile, and how long in one call that may count as work.
+const PREPARING_SHARE: f64 = 0.25;
+const PREPARING_LIMIT: Duration = Duration::from_secs(120);
+
+/// What the watchdog keeps between looks: where the scheduler is (read once), the server's CPU
+/// time at the last look, and how long the server was seen preparing.
 #[derive(Default)]
 pub struct Remotes {
     scheduler: Option<Option<Endpoint>>,
+    cpu_seen: Option<CpuSeen>,
+    preparing: Duration,
+}
+
+#[derive(Clone, Copy)]
+struct CpuSeen {
+    pid: u32,
+    cpu: Duration,
+    at: Instant,
 }
 
 impl Remotes {
@@ -56,11 +88,18 @@ impl Remotes {
         backends: &[Backend],
         timeout: Duration,
     ) -> Remote {
-        let scheduler = self.scheduler.get_or_insert_with(backend::dist_scheduler);
+        let scheduler = self
+            .scheduler
+            .get_or_insert_with(backend::dist_scheduler)
+            .clone();
         if scheduler.is_none() && !distributing {
             return Remote::Unknown;
         }
-        let Some(peers) = server.and_then(outbound_peers) else {
+        let Some(server) = server else {
+            return Remote::Unknown;
+        };
+        let busy = self.cpu_since_last_look(server);
+        let Some(peers) = outbound_peers(server) else {
             return Remote::Unknown;
         };
         let not_builders: Vec<&Endpoint> = scheduler
@@ -69,7 +108,7 @@ impl Remotes {
             .collect();
         let builders = build_servers(&peers, &not_builders);
         if builders.is_empty() {
-            return Remote::Nothing;
+            return self.preparing(busy);
         }
         let probed = Backend {
             kind: "sccache-dist build server",
@@ -79,6 +118,66 @@ impl Remotes {
         let answers = backend::probe_all(std::slice::from_ref(&probed), timeout);
         judge(&builders, answers.first().map_or(&[][..], Vec::as_slice))
     }
+
+    /// The server's share of a core since the last look, and the time between the looks; `None`
+    /// on the first look at this server, or where its CPU time cannot be read.
+    fn cpu_since_last_look(&mut self, pid: u32) -> Option<(f64, Duration)> {
+        let now = CpuSeen {
+            pid,
+            cpu: cpu_time(pid)?,
+            at: Instant::now(),
+        };
+        let before = self.cpu_seen.replace(now).filter(|b| b.pid == pid)?;
+        let wall = now.at.saturating_duration_since(before.at);
+        Some((share(before.cpu, now.cpu, wall), wall))
+    }
+
+    /// A server with no build server to wait on: preparing while it uses its share of a core,
+    /// within the limit; otherwise waiting on nothing remote.
+    fn preparing(&mut self, busy: Option<(f64, Duration)>) -> Remote {
+        match busy {
+            Some((share, wall)) if share >= PREPARING_SHARE && self.preparing < PREPARING_LIMIT => {
+                self.preparing += wall;
+                Remote::Preparing((share * 100.0).round() as u32)
+            }
+            _ => Remote::Nothing,
+        }
+    }
+}
+
+/// The share of one core that CPU time going from `before` to `after` over `wall` is.
+pub(super) fn share(before: Duration, after: Duration, wall: Duration) -> f64 {
+    if wall.is_zero() {
+        return 0.0;
+    }
+    after.saturating_sub(before).as_secs_f64() / wall.as_secs_f64()
+}
+
+/// The CPU time (user and system, all threads) process `pid` has used, from `/proc/PID/stat`.
+#[cfg(target_os = "linux")]
+pub(super) fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    cpu_in_stat(&stat, u64::try_from(ticks).ok().filter(|&t| t > 0)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn cpu_time(_pid: u32) -> Option<Duration> {
+    None
+}
+
+/// `pid (comm) state ppid … utime stime …`: utime and stime are the 12th and 13th fields after
+/// the command name, in clock ticks.
+pub(super) fn cpu_in_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime.checked_add(stime)?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
 }
 
 /// The build servers among the server's `peers`: those that are none of `others` (the scheduler,

@@ -253,3 +253,48 @@ fn probes_tell_a_working_build_server_from_a_stopped_one() {
     drop(gone);
     assert!(matches!(probe(port), Remote::Failing(w) if w.ends_with("refuses connections")));
 }
+
+#[test]
+fn a_server_busy_itself_with_no_build_server_is_preparing_for_a_while() {
+    let secs = Duration::from_secs;
+    let mut r = Remotes::default();
+    assert_eq!(r.preparing(None), Remote::Nothing);
+    assert_eq!(r.preparing(Some((0.1, secs(3)))), Remote::Nothing);
+    assert_eq!(r.preparing(Some((0.9, secs(3)))), Remote::Preparing(90));
+    assert!(Remote::Preparing(90).is_work());
+    assert!(!Remote::Nothing.is_work() && !Remote::Failing(String::new()).is_work());
+    // At most two minutes of a call.
+    for _ in 0..39 {
+        assert_eq!(r.preparing(Some((1.0, secs(3)))), Remote::Preparing(100));
+    }
+    assert_eq!(r.preparing(Some((1.0, secs(3)))), Remote::Nothing);
+    // The watchdog takes it for work.
+    let mut w = watcher();
+    w.idle_since = Some(Instant::now() - secs(600));
+    assert_eq!(w.judge(&look(Remote::Preparing(100))), Verdict::Fine);
+    assert_eq!(w.idle_since, None);
+}
+
+#[test]
+fn cpu_time_is_read_from_proc_stat() {
+    let stat = "7 (a) b) S 1 7 7 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 3 0 100";
+    assert_eq!(cpu_in_stat(stat, 100), Some(Duration::from_secs(3)));
+    assert_eq!(cpu_in_stat("7 (a) S 1 7", 100), None);
+    let secs = Duration::from_secs;
+    assert_eq!(share(secs(10), secs(11), secs(2)), 0.5);
+    assert_eq!(share(secs(10), secs(9), secs(2)), 0.0);
+    assert_eq!(share(secs(10), secs(11), Duration::ZERO), 0.0);
+    #[cfg(target_os = "linux")]
+    {
+        let before = cpu_time(std::process::id()).unwrap();
+        // Spin until the kernel has counted more CPU time for this process.
+        let mut x = 0u64;
+        while cpu_time(std::process::id()).unwrap() <= before {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let mut r = Remotes::default();
+        assert_eq!(r.cpu_since_last_look(std::process::id()), None);
+        assert!(r.cpu_since_last_look(std::process::id()).is_some());
+        assert_eq!(r.cpu_since_last_look(u32::MAX), None);
+    }
+}
