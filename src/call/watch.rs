@@ -109,7 +109,8 @@ struct Watcher {
     errors_at_start: Option<u64>,
     strikes: u32,
     idle_since: Option<Instant>,
-    /// Where sccache-dist's scheduler is (`dist.rs`), read on the first look that needs it.
+    /// What the looks at sccache-dist's build servers keep (`dist.rs`): the scheduler's place,
+    /// the server's CPU time.
     remotes: dist::Remotes,
 }
 
@@ -141,7 +142,8 @@ impl Observation {
         }
     }
 
-    /// A compile is at work: a local compiler, or a remote one whose build server answers.
+    /// A compile is at work: a local compiler, a remote one whose build server answers, or the
+    /// server preparing a remote one.
     fn at_work(&self) -> bool {
         self.compiler_at_work == Some(true) || self.remote.is_work()
     }

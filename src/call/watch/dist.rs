@@ -16,7 +16,7 @@
 //! is known, and a server whose statistics show remote compiles is never called idle.
 //!
 //! Before its first request to a build server, the server packages the compiler's toolchain
-//! (once per toolchain: for Rust, rustc's sysroot, measured at 12 s on a loaded 2-core machine)
+//! (once per toolchain: for Rust, rustc's sysroot, 12 to 25 s measured on a loaded 2-core machine)
 //! in its own process, with no child and no connection to show for it. A server with no build
 //! server to wait on that used at least a quarter of a core since the last look is at that work,
 //! for at most two minutes of a call: a server spinning for another reason is not waited on
