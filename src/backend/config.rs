@@ -66,6 +66,18 @@ pub fn config_file_path() -> Option<PathBuf> {
         .cloned()
 }
 
+/// Where sccache's dist client asks for remote compiles: `[dist] scheduler_url` of its config
+/// file (sccache 0.19 reads no variable for it), or `None` when sccache-dist is not configured.
+pub fn dist_scheduler() -> Option<Endpoint> {
+    let (_, root) = read_config_file(&config_file_path()?)?;
+    scheduler_in(&root)
+}
+
+pub(super) fn scheduler_in(root: &serde_json::Value) -> Option<Endpoint> {
+    let url = root.get("dist")?.get("scheduler_url")?.as_str()?;
+    http_endpoints(url, None).pop()
+}
+
 /// The file as a JSON value (sccache reads `.json` as JSON, anything else as TOML). A missing
 /// file is no backend; an unreadable one is logged and ignored (sccache then fails its start).
 pub(super) fn read_config_file(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
@@ -455,6 +467,16 @@ mod tests {
             "https://127.0.0.1:9000"
         );
         assert_eq!(http_endpoints("https://s3.example.com", None)[0].port, 443);
+    }
+
+    #[test]
+    fn the_dist_scheduler_is_read_from_the_config_file() {
+        let text = "[dist]\nscheduler_url = \"https://sched.example:10600\"\ntoolchains = []\n";
+        let table = toml::de::DeTable::parse(text).unwrap();
+        let v = toml_to_json(&toml::de::DeValue::Table(table.into_inner()));
+        let ep = scheduler_in(&v).unwrap();
+        assert_eq!(ep.to_string(), "https://sched.example:10600");
+        assert!(scheduler_in(&serde_json::json!({"cache": {}})).is_none());
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub mod dist;
 pub mod gha;
 mod resolve;
 
-pub use config::config_file_path;
 use config::*;
+pub use config::{config_file_path, dist_scheduler};
 use connect::*;
 use resolve::*;
 

@@ -7,7 +7,8 @@
 //! 1. **A compiler at work.** On Linux the sccache server is found through `/proc` (the process
 //!    holding its listening socket) and its children are looked at: sccache runs the compiler as
 //!    its child, so a live child means a compile is in progress, and the call is left alone,
-//!    whatever else is seen. Elsewhere this signal is unknown.
+//!    whatever else is seen. Elsewhere this signal is unknown. Under sccache-dist a remote
+//!    compile counts too while its build server answers a probe (`watch/dist.rs`).
 //! 2. **The backend's own answer.** Every endpoint of the configured backend gets a bounded probe
 //!    (an HTTP request for S3/WebDAV, `PING` for Redis, `version` for memcached).
 //! 3. **sccache's error and time-out counters**, compared with their value when the watch began.
@@ -92,6 +93,7 @@ pub fn spawn(
         errors_at_start: None,
         strikes: 0,
         idle_since: None,
+        remotes: dist::Remotes::default(),
     };
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
@@ -115,6 +117,9 @@ struct Watcher {
     errors_at_start: Option<u64>,
     strikes: u32,
     idle_since: Option<Instant>,
+    /// What the looks at sccache-dist's build servers keep (`dist.rs`): the scheduler's place,
+    /// the server's CPU time.
+    remotes: dist::Remotes,
 }
 
 /// One look at the call.
@@ -132,6 +137,8 @@ pub struct Observation {
     /// The server's statistics show distributed compiles (sccache-dist): a compile at work may
     /// run on another machine, with no local compiler to see.
     pub distributing: bool,
+    /// What the server's connections to sccache-dist build servers say (`dist.rs`).
+    pub remote: Remote,
 }
 
 impl Observation {
@@ -141,6 +148,12 @@ impl Observation {
             compiler_at_work: Some(true),
             ..Observation::default()
         }
+    }
+
+    /// A compile is at work: a local compiler, a remote one whose build server answers, or the
+    /// server preparing a remote one.
+    fn at_work(&self) -> bool {
+        self.compiler_at_work == Some(true) || self.remote.is_work()
     }
 }
 
@@ -171,7 +184,7 @@ impl Watcher {
                     });
                 }
                 if let Some(watched) = &mut s.watched {
-                    watched.always_compiling &= obs.compiler_at_work == Some(true);
+                    watched.always_compiling &= obs.at_work();
                 }
             }
             log::debug!(
@@ -201,8 +214,8 @@ impl Watcher {
     fn observe(&mut self) -> Observation {
         // The server is looked up afresh at every look: a pid kept from an earlier one may
         // belong to another process by now.
-        let compiler_at_work =
-            proc::compile_at_work(server::server_pid(), self.call, &self.compiler);
+        let server = server::server_pid();
+        let compiler_at_work = proc::compile_at_work(server, self.call, &self.compiler);
         if compiler_at_work == Some(true) {
             // Nothing else matters while a compile runs: skip the requests, except the first
             // look's statistics, the error baseline of this call.
@@ -215,6 +228,23 @@ impl Watcher {
         let errors = stats.as_ref().map(|s| s.errors);
         let distributing = stats.as_ref().is_some_and(server::Stats::distributes);
         let backends = self.backends.get_or_insert_with(backend::detect);
+        let remote = match compiler_at_work {
+            Some(false) => self
+                .remotes
+                .look(server, distributing, backends, PROBE_ANSWER),
+            _ => Remote::Unknown,
+        };
+        if remote.is_work() {
+            // A remote compile at work: as with a local one, nothing else matters.
+            self.errors_at_start = self.errors_at_start.or(errors);
+            return Observation {
+                compiler_at_work,
+                errors,
+                distributing,
+                remote,
+                ..Observation::default()
+            };
+        }
         let answers = backend::probe_all(backends, PROBE_ANSWER);
         let (backend_failing, backend_answers) = read_probes(backends, &answers);
         Observation {
@@ -223,6 +253,7 @@ impl Watcher {
             backend_failing,
             backend_answers,
             distributing,
+            remote,
         }
     }
 
@@ -233,7 +264,7 @@ impl Watcher {
     /// [`Watcher::judge`] at the instant `now`, so that tests can stand on a limit exactly.
     fn judge_at(&mut self, obs: &Observation, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.started);
-        if obs.compiler_at_work == Some(true) {
+        if obs.at_work() {
             self.strikes = 0;
             self.idle_since = None;
             return Verdict::Fine;
@@ -297,11 +328,13 @@ impl Watcher {
             return Verdict::Fine;
         }
         // Under sccache-dist a compile at work may run on another machine, with no local
-        // compiler: a server whose statistics show distributed compiles is never called idle.
-        // The first remote compile of a fresh server is not yet in those statistics; telling it
-        // apart needs the server's in-progress requests (see `server::distributes`).
-        if obs.distributing {
+        // compiler. Its build server's answer tells (`dist.rs`); where the server's connections
+        // cannot be read, a server whose statistics show remote compiles is never called idle.
+        if obs.distributing && obs.remote == Remote::Unknown {
             return Verdict::Fine;
+        }
+        if let Remote::Failing(words) = &obs.remote {
+            return self.judge_remote(words, idle, elapsed);
         }
         let limit = if obs.backend_answers {
             IDLE_LIMIT_ANSWERING
@@ -322,6 +355,19 @@ impl Watcher {
             idle.as_secs(),
             elapsed.as_secs(),
             self.backend_named()
+        )))
+    }
+
+    /// A server with no compiler at work that waits on build servers none of which answers: stuck
+    /// past the idle limit, like a server waiting on nothing.
+    fn judge_remote(&self, words: &str, idle: Duration, elapsed: Duration) -> Verdict {
+        if idle < IDLE_LIMIT {
+            return Verdict::Suspect;
+        }
+        Verdict::Stuck(Trip::DistStuck(format!(
+            "{words}; no compiler at work in the sccache server for {} s of a {} s call",
+            idle.as_secs(),
+            elapsed.as_secs()
         )))
     }
 
@@ -360,6 +406,10 @@ mod end;
 /// The processes `/proc` shows (Linux); elsewhere nothing is known.
 mod proc;
 
+/// Remote compiles under sccache-dist: the build servers the server waits on, and their answer.
+mod dist;
+pub use dist::Remote;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +425,7 @@ mod tests {
             errors_at_start: None,
             strikes: 0,
             idle_since: None,
+            remotes: dist::Remotes::default(),
         }
     }
 

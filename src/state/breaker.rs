@@ -36,6 +36,9 @@ pub enum Trip {
     Hung(String),
     /// A call stuck on its backend: no compiler at work, and the backend failing or silent.
     BackendStuck(String),
+    /// A call stuck on sccache-dist: no compiler at work, and every build server it waits on
+    /// silent or gone.
+    DistStuck(String),
     /// sccache could not be run at all (not for want of resources: that is the shim's trouble).
     SpawnFailed(String),
     /// sccache failed on its own (`reason` is the judgement's: `sccache-error`, `sccache-fatal`,
@@ -58,6 +61,7 @@ impl Trip {
         match self {
             Trip::Hung(_) => "hung",
             Trip::BackendStuck(_) => "backend-stuck",
+            Trip::DistStuck(_) => "dist-stuck",
             Trip::SpawnFailed(_) => "spawn-failed",
             Trip::SccacheFailed { reason, .. } => reason,
             Trip::StartFailed(words) => words.split(':').next().unwrap_or(words),
@@ -68,9 +72,10 @@ impl Trip {
     /// What happened, after the counter's word.
     pub fn detail(&self) -> String {
         match self {
-            Trip::Hung(detail) | Trip::BackendStuck(detail) | Trip::SpawnFailed(detail) => {
-                detail.clone()
-            }
+            Trip::Hung(detail)
+            | Trip::BackendStuck(detail)
+            | Trip::DistStuck(detail)
+            | Trip::SpawnFailed(detail) => detail.clone(),
             Trip::SccacheFailed { detail, .. } => detail.clone(),
             Trip::StartFailed(words) => words
                 .split_once(':')
