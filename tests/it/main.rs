@@ -31,6 +31,7 @@ mod fallback;
 mod judgement;
 mod passthrough;
 mod promises;
+mod redis;
 mod resilience;
 mod sccache_real;
 mod secrets;
