@@ -29,6 +29,7 @@ mod doctor;
 mod entry;
 mod fallback;
 mod judgement;
+mod long_compiles;
 mod passthrough;
 mod promises;
 mod redis;

@@ -12,7 +12,10 @@
 //! - `files`: writing files and scripts, quoting, counting text.
 //! - `json`: the tiny JSON helpers.
 //! - `gha_runner`: a stand-in GitHub Actions runner for the action example (not re-exported).
+//! - `backend_servers`: real backend servers and a black-hole proxy for the backend tests (not
+//!   re-exported).
 
+pub mod backend_servers;
 mod commands;
 pub mod dist_cluster;
 mod fakes;
