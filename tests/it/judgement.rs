@@ -340,7 +340,7 @@ impl Drop for OpenGate {
     }
 }
 
-pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
         assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");

@@ -8,7 +8,9 @@
 //! Test modules are named by topic. The helpers they share live in `support/`, one module per
 //! topic (sandbox, toolchain, sccache, fakes, fixtures, status, commands, run, ports, files,
 //! json), all re-exported from `support`, so `use crate::support::*;` brings them in; the
-//! stand-in GitHub Actions runner (`support::gha_runner`) is imported by the action tests only.
+//! stand-in GitHub Actions runner (`support::gha_runner`) is imported by the action tests only,
+//! the backend servers (`support::backend_servers`) by the backend tests, and the sccache-dist
+//! cluster (`support::dist_cluster`) by the dist tests.
 
 #![cfg(unix)]
 
@@ -29,8 +31,10 @@ mod doctor;
 mod entry;
 mod fallback;
 mod judgement;
+mod long_compiles;
 mod passthrough;
 mod promises;
+mod redis;
 mod resilience;
 mod sccache_real;
 mod secrets;

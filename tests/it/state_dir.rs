@@ -1,5 +1,6 @@
 //! Trusting the state dir: one that another user owns or can write to is not used at all, and no
-//! state file is ever opened through a symbolic link another user could have planted.
+//! state file is ever opened through a symbolic link another user could have planted. State that
+//! is corrupt or cannot be written never fails a build, and the state files are private.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -183,4 +184,106 @@ fn lock_files_that_cannot_be_locked_never_hold_a_build() {
             >= 2,
         "the calls went through sccache: {st:?}"
     );
+}
+
+#[test]
+fn corrupt_and_unwritable_state_never_fail_a_build() {
+    // Corrupt: garbage in every state file.
+    let sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    for file in [
+        sb.breaker_file(),
+        sb.state.join("events"),
+        sb.start_lock_file(),
+    ] {
+        fs::write(file, b"\xff\xfe garbage\nopen_until x\n").unwrap();
+    }
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(
+        breaker_state(&st),
+        "open",
+        "the breaker still works: {st:?}"
+    );
+
+    // Unusable: the state dir is a file.
+    let mut sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, 2, true);
+    let state = sb.root().join("state-bad");
+    fs::write(&state, b"not a directory").unwrap();
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    run(&mut sb.shim(["status", "--json"]), SHORT).assert_success();
+}
+
+/// A state dir the shim's user may not write to (root ignores permission bits, so this runs as
+/// an unprivileged user): calls still compile, with the compiler's output, and `status` works.
+#[test]
+fn unwritable_state_dir_never_fails_a_call() {
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("state-read-only");
+    fs::create_dir(&state).unwrap();
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    let fake = sb.fake_rustc(b"out\n", b"err\n", Ending::Exit(0));
+    if !sb.run_unprivileged("unwritable_state_dir_never_fails_a_call") {
+        return;
+    }
+    fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+    let probe = state.join("probe");
+    sb.assert_denied(&format!("touch {}", sh_quote(probe.as_os_str())));
+    // A cacheable call (sccache fails, the breaker cannot be saved) and a probe (bypassed, its
+    // count cannot be saved), twice each.
+    for _ in 0..2 {
+        for args in [cacheable_args("src/lib.rs", &sb.data), vec!["-vV".into()]] {
+            let mut all = vec![fake.path.clone().into_os_string()];
+            all.extend(args);
+            let r = run(&mut sb.shim(all), SHORT);
+            r.assert_success();
+            assert!(
+                r.stdout == b"out\n" && r.stderr == b"err\n",
+                "{}",
+                r.describe()
+            );
+        }
+    }
+    assert_eq!(fake.calls(), 4, "the compiler runs once per call");
+    assert!(
+        !sb.sccache_calls().is_empty(),
+        "sccache was tried (and failed)"
+    );
+    assert_eq!(
+        fs::read_dir(&state).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+    let st = sb.status_json();
+    assert_eq!(
+        breaker_state(&st),
+        "closed",
+        "nothing could be saved: {st:?}"
+    );
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sb = Sandbox::new();
+    let state = sb.root().join("fresh-state");
+    sb.set_env("MAYBE_SCCACHE_STATE_DIR", &state);
+    write_libs(&sb.ws, 1, true);
+    sb.fake_sccache(FakeSccache::ErrorText);
+    sb.build().assert_success();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let breaker = state.join(format!("breaker-{}", sb.server_key()));
+    for file in [breaker.as_path(), &state.join("events")] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
 }

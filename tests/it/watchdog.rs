@@ -1,3 +1,6 @@
+//! The watchdog over forwarded calls: a server that hangs in the middle of a call is abandoned
+//! within the watchdog's interval, and a slow but healthy call runs to its end through sccache.
+//!
 //! Issue 16, items 3 and 4: a backend the shim cannot probe (Redis on a Unix socket), frozen
 //! mid-build with `SIGSTOP`, under real sccache 0.16 and `cargo -j4`. Every crate runs a slow
 //! proc-macro that logs its start and end with the compiler's pid: the build passes, each
@@ -275,4 +278,103 @@ fn unprobeable_backend_frozen_mid_build_is_abandoned_with_one_compiler_per_crate
     let started = Instant::now();
     run(&mut plain, BUILD).assert_success();
     eprintln!("{test}: plain cargo took {:?}", started.elapsed());
+}
+
+/// How long the watchdog gives the server to answer, and how often it asks (README: "must
+/// answer a statistics request every 10 s").
+const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A server that stops answering in the middle of a call (it started fine): the watchdog notices
+/// within its interval, kills the client with everything it started, opens the breaker, and the
+/// crate compiles directly.
+#[test]
+fn sccache_hanging_mid_call_is_abandoned() {
+    let mut sb = Sandbox::new();
+    // The watchdog starts asking after one second instead of the default.
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    let expected = write_libs(&sb.ws, 3, true);
+    let calls = sb.sccache_calls_file();
+    let fake = sb.bin.join("sccache");
+    write_script(
+        &fake,
+        &format!(
+            "printf '%s\\n' \"$*\" >> {}\n\
+             case \"$1\" in --start-server) exit 0;; --version) echo 'sccache 0.16.0'; exit 0;; esac\n\
+             sleep 3602\n",
+            sh_quote(calls.as_os_str())
+        ),
+    );
+    // The first check comes after MAYBE_SCCACHE_SLOW_CALL, and the server gets one interval to
+    // answer it; the margin (another two intervals) is for a loaded machine.
+    let took = timed_call(&sb);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(1) + 3 * WATCHDOG_EVERY,
+        "MAYBE_SCCACHE_SLOW_CALL=1, yet the hung call was abandoned after {took:?}"
+    );
+    sb.assert_no_process_left(Duration::from_secs(10));
+    let calls = sb.sccache_calls();
+    assert_eq!(
+        calls.iter().filter(|c| !c.starts_with("--")).count(),
+        1,
+        "one compile went to sccache: {calls:?}"
+    );
+    let st = sb.status_json();
+    assert!(breaker_reason(&st).contains("hung"), "{st:?}");
+    assert_eq!(counter(&st, "fallback", "hung"), 1, "{st:?}");
+
+    // The rest of a build compiles directly while the breaker is open.
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let after = sb.sccache_calls();
+    assert_eq!(
+        after.iter().filter(|c| !c.starts_with("--")).count(),
+        1,
+        "no more compiles went to sccache: {after:?}"
+    );
+    sb.assert_no_process_left(Duration::from_secs(10));
+}
+
+/// A forwarded call that is slow but healthy: past `MAYBE_SCCACHE_SLOW_CALL` the watchdog asks
+/// the server, which answers, so the call runs to its end through sccache; sccache's error
+/// counters did not rise, so the breaker stays closed. (Black-box: it holds whatever the
+/// watchdog's inner workings.)
+#[test]
+fn slow_healthy_call_survives_the_watchdog_and_keeps_the_breaker_closed() {
+    let Some(sccache) = require_sccache("slow_healthy_call") else {
+        return;
+    };
+    let mut sb = Sandbox::new();
+    sb.set_env("MAYBE_SCCACHE_SLOW_CALL", "1");
+    sb.install_real_sccache(sccache);
+    // The compile takes well past the first check (after 1 s), then succeeds.
+    let compiler = sb.rustc_wrapper("rustc", "sleep 4");
+    let started = Instant::now();
+    let r = sb.victim_call(&compiler, &[]);
+    let took = started.elapsed();
+    r.assert_success().assert_no_shim_noise();
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    assert!(sb.data.join("out").join("libvictim.rlib").is_file());
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:#}");
+    assert_eq!(
+        st.path(&["counters", "trips"]).and_then(Json::as_u64),
+        Some(0),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "forwarded"]).and_then(Json::as_u64),
+        Some(1),
+        "{st:#}"
+    );
+    assert_eq!(
+        st.path(&["counters", "fallback"]).map(Json::sum_counts),
+        Some(0),
+        "{st:#}"
+    );
+    let misses = sb
+        .sccache_stats(sccache)
+        .path(&["stats", "cache_misses", "counts"])
+        .map(Json::sum_counts);
+    assert_eq!(misses, Some(1), "the call went through sccache to its end");
 }

@@ -1,11 +1,15 @@
 //! Fake programs for faults the real ones cannot show: fake sccache scripts (and the texts the
-//! real sccache prints when it fails), fake compilers, and a wrapper around the real rustc.
+//! real sccache prints when it fails), fake compilers, a wrapper around the real rustc, and one
+//! timed call of a fake compiler through the shim.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use super::{sh_quote, toolchain_rustc, write_file, write_script, Sandbox};
+use super::{
+    cacheable_args, run, sh_quote, toolchain_rustc, write_file, write_script, Sandbox, SHORT,
+};
 
 /// What sccache 0.16 prints when its server cannot be started in time (exit code 2).
 pub const SCCACHE_ERROR_TEXT: &str = "sccache: error: Timed out waiting for server startup. \
@@ -212,4 +216,23 @@ impl Sandbox {
         );
         path
     }
+}
+
+/// One cacheable call of a fake compiler through the shim, timed. It must pass with the
+/// compiler's output, byte for byte.
+pub fn timed_call(sb: &Sandbox) -> Duration {
+    let fake = sb.fake_rustc(b"out\n", b"err\n", Ending::Exit(0));
+    let mut args = vec![fake.path.clone().into_os_string()];
+    args.extend(cacheable_args("src/lib.rs", &sb.data));
+    let started = Instant::now();
+    let r = run(&mut sb.shim(args), SHORT);
+    let took = started.elapsed();
+    r.assert_success();
+    assert!(
+        r.stdout == b"out\n" && r.stderr == b"err\n",
+        "{}",
+        r.describe()
+    );
+    assert_eq!(fake.calls(), 1, "the compiler must run exactly once");
+    took
 }

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests, one module per topic. Everything but the GitHub
-//! Actions runner is re-exported here, so a test file needs only `use crate::support::*;`.
+//! Actions runner, the backend servers and the dist cluster is re-exported here, so a test file
+//! needs only `use crate::support::*;` (and those three by name where it uses them).
 //!
 //! - `sandbox`: the per-test sandbox, its environment, its processes, running as another user.
 //! - `toolchain`: the binary under test, the Rust toolchain, the deadlines.
@@ -12,7 +13,12 @@
 //! - `files`: writing files and scripts, quoting, counting text.
 //! - `json`: the tiny JSON helpers.
 //! - `gha_runner`: a stand-in GitHub Actions runner for the action example (not re-exported).
+//! - `backend_servers`: real backend servers and a black-hole proxy for the backend tests (not
+//!   re-exported).
+//! - `dist_cluster`: a real sccache-dist scheduler and build server for the dist tests (not
+//!   re-exported).
 
+pub mod backend_servers;
 mod commands;
 pub mod dist_cluster;
 mod fakes;

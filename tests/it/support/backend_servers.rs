@@ -1,0 +1,324 @@
+//! Remote cache backends for the backend tests: real servers on 127.0.0.1 (moto's S3, Redis,
+//! memcached, wsgidav's WebDAV) started on a free port and killed when dropped, a TCP proxy that
+//! can turn into a black hole, and a sandbox set up for one backend. Not re-exported from
+//! `support`: the backend tests import it by name.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{
+    breaker_reason, in_ci, real_sccache, reserve_port, run, write_libs, Json, Run, Sandbox, BUILD,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    S3,
+    Redis,
+    Memcached,
+    Webdav,
+}
+
+impl Kind {
+    /// The name the shim gives the backend in breaker reasons and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::S3 => "S3",
+            Kind::Redis => "Redis",
+            Kind::Memcached => "memcached",
+            Kind::Webdav => "WebDAV",
+        }
+    }
+
+    pub fn program(self) -> &'static str {
+        match self {
+            Kind::S3 => "moto_server",
+            Kind::Redis => "redis-server",
+            Kind::Memcached => "memcached",
+            Kind::Webdav => "wsgidav",
+        }
+    }
+
+    /// sccache's environment for a backend at `port` on 127.0.0.1.
+    pub fn env(self, port: u16) -> Vec<(&'static str, String)> {
+        let at = |scheme: &str| format!("{scheme}://127.0.0.1:{port}");
+        match self {
+            Kind::S3 => vec![
+                ("SCCACHE_BUCKET", BUCKET.into()),
+                ("SCCACHE_ENDPOINT", at("http")),
+                ("SCCACHE_REGION", "us-east-1".into()),
+                ("SCCACHE_S3_USE_SSL", "false".into()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing-secret".into()),
+            ],
+            Kind::Redis => vec![("SCCACHE_REDIS_ENDPOINT", at("redis"))],
+            Kind::Memcached => vec![("SCCACHE_MEMCACHED_ENDPOINT", at("tcp"))],
+            Kind::Webdav => vec![("SCCACHE_WEBDAV_ENDPOINT", at("http"))],
+        }
+    }
+}
+
+pub const BUCKET: &str = "maybe-sccache-test";
+
+/// The server program, from `PATH` or the usual places; `None` (after saying why) to skip, and a
+/// failure with CI set.
+pub fn require(kind: Kind, test: &str) -> Option<PathBuf> {
+    let name = kind.program();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
+    if let Some(sccache) = real_sccache() {
+        // The CI virtualenv holds sccache, moto and wsgidav side by side.
+        dirs.extend(sccache.parent().map(Path::to_owned));
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin"));
+    if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        return Some(found);
+    }
+    assert!(
+        !in_ci(),
+        "{test}: {name} is required in CI but was not found (.ci/run installs it)"
+    );
+    eprintln!("skipping {test}: {name} not found");
+    None
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP/1.1 request; the status line's code.
+fn http(port: u16, method: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A backend server on a free loopback port, killed when dropped.
+pub struct Service {
+    child: Child,
+    pub port: u16,
+}
+
+impl Service {
+    pub fn start(kind: Kind, program: &Path, dir: &Path) -> Service {
+        let port = reserve_port();
+        let p = port.to_string();
+        let mut cmd = Command::new(program);
+        match kind {
+            Kind::S3 => cmd.args(["-H", "127.0.0.1", "-p", &p]),
+            Kind::Redis => cmd
+                .args([
+                    "--port",
+                    &p,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir),
+            Kind::Memcached => {
+                cmd.args(["-l", "127.0.0.1", "-p", &p, "-U", "0", "-m", "64"]);
+                // memcached refuses to run as root unless told which user to be.
+                // SAFETY: a plain getter.
+                if unsafe { libc::geteuid() } == 0 {
+                    cmd.args(["-u", "root"]);
+                }
+                &mut cmd
+            }
+            Kind::Webdav => {
+                let root = dir.join("webdav-root");
+                fs::create_dir_all(&root).unwrap();
+                cmd.args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &p,
+                    "--auth",
+                    "anonymous",
+                    "--root",
+                ])
+                .arg(&root)
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let service = Service { child, port };
+        wait_for_port(port, kind.program());
+        if kind == Kind::S3 {
+            let code = http(port, "PUT", &format!("/{BUCKET}"));
+            assert_eq!(code, 200, "moto did not create the bucket");
+        }
+        service
+    }
+
+    pub fn kill(&mut self) {
+        // SAFETY: signalling the process group this test started.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy to a backend that can turn into a black hole: it then keeps accepting and holding
+/// connections, old and new, and never forwards or answers another byte. Stops when dropped.
+pub struct Proxy {
+    pub port: u16,
+    black_hole: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn to(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let black_hole = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (bh, st, hd) = (black_hole.clone(), stop.clone(), held.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                hd.lock().unwrap().push(client.try_clone().unwrap());
+                if bh.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                hd.lock().unwrap().push(server.try_clone().unwrap());
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let (bh, st) = (bh.clone(), st.clone());
+                    std::thread::spawn(move || pump(from, to, &bh, &st));
+                }
+            }
+        });
+        Proxy {
+            port,
+            black_hole,
+            stop,
+            held,
+        }
+    }
+
+    pub fn black_hole(&self) {
+        self.black_hole.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes until either side closes; in black-hole mode, swallows them instead.
+fn pump(mut from: TcpStream, mut to: TcpStream, black_hole: &AtomicBool, stop: &AtomicBool) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if !black_hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    // A black hole never closes what it holds; the test's end does.
+    while black_hole.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.held.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// A sandbox with the real sccache, a chain of `libs` crates, and the backend's environment for
+/// a server at `port`.
+pub fn sandbox(kind: Kind, port: u16, libs: usize, sccache: &Path) -> (Sandbox, String) {
+    let mut sb = Sandbox::new();
+    for (k, v) in kind.env(port) {
+        sb.set_env(k, v);
+    }
+    let expected = write_libs(&sb.ws, libs, true);
+    sb.install_real_sccache(sccache);
+    (sb, expected)
+}
+
+pub fn timed_build(sb: &Sandbox, args: &[&str]) -> (Run, Duration) {
+    let started = Instant::now();
+    let r = run(&mut sb.cargo(args), BUILD);
+    (r, started.elapsed())
+}
+
+pub fn assert_reason_names(st: &Json, kind: Kind, words: &[&str]) {
+    let reason = breaker_reason(st);
+    assert!(
+        reason.contains(kind.name()),
+        "reason must name {kind:?}: {st:?}"
+    );
+    assert!(
+        words.iter().any(|w| reason.contains(w)),
+        "reason must say one of {words:?}: {st:?}"
+    );
+}
