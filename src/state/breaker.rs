@@ -228,6 +228,12 @@ mod tests {
                 "timeout",
                 "timeout: backend S3: slow",
             ),
+            // Words with no detail are kept as they are, with no colon added.
+            (
+                Trip::StartFailed("start-failed".into()),
+                "start-failed",
+                "start-failed",
+            ),
             (
                 Trip::BackendErrors {
                     before: 3,

@@ -18,24 +18,30 @@ const STATS_ANSWER: Duration = Duration::from_secs(5);
 /// left running for the calls still in it; the probe after the cooldown replaces it with one
 /// that checks the backend afresh. `None` for a call the watchdog never had a baseline for.
 pub fn after_slow_call(sccache: &Path, watched: Option<Watched>) -> Option<Trip> {
-    let Watched {
-        errors_before: before,
-        always_compiling,
-    } = watched?;
+    let watched = watched?;
     let errors = server::error_total(sccache, STATS_ANSWER)?;
-    if !errors_trip(before, errors, always_compiling, backend::remote_answers) {
-        if errors > before {
-            log::info!(
-                "sccache error counters rose from {before} to {errors} during a slow compile, \
-                 but the cache is local or the backend answers: breaker left closed"
-            );
-        }
-        return None;
+    judge(watched, errors, backend::remote_answers)
+}
+
+/// [`after_slow_call`]'s verdict once sccache's error total after the call is known.
+fn judge(
+    watched: Watched,
+    errors: u64,
+    remote_answers: impl FnOnce() -> Option<bool>,
+) -> Option<Trip> {
+    let before = watched.errors_before;
+    if errors_trip(before, errors, watched.always_compiling, remote_answers) {
+        return Some(Trip::BackendErrors {
+            before,
+            after: errors,
+        });
     }
-    Some(Trip::BackendErrors {
-        before,
-        after: errors,
-    })
+    // Whether they rose or not, the counters are worth a line in the log of a slow call.
+    log::debug!(
+        "sccache error counters went from {before} to {errors} during a slow call: breaker left \
+         closed"
+    );
+    None
 }
 
 /// Whether a rise of sccache's error counters from `before` to `errors` during a slow call opens
@@ -80,5 +86,25 @@ mod tests {
         assert!(!errors_trip(3, 4, true, || None));
         assert!(!errors_trip(3, 4, true, || Some(true)));
         assert!(errors_trip(3, 4, true, || Some(false)));
+    }
+
+    #[test]
+    fn after_a_slow_call_the_breaker_opens_with_the_counters_it_saw() {
+        let idle = Watched {
+            errors_before: 3,
+            always_compiling: false,
+        };
+        let trip = judge(idle, 5, || None).expect("a rise seen idle trips");
+        assert_eq!(
+            trip.to_string(),
+            "backend-errors: sccache error counters rose from 3 to 5 during a slow call"
+        );
+        assert_eq!(judge(idle, 3, || None), None);
+        let busy = Watched {
+            errors_before: 3,
+            always_compiling: true,
+        };
+        assert_eq!(judge(busy, 4, || Some(true)), None);
+        assert!(judge(busy, 4, || Some(false)).is_some());
     }
 }
