@@ -28,6 +28,7 @@ mod dist;
 mod doctor;
 mod entry;
 mod fallback;
+mod gha_throttle;
 mod judgement;
 mod passthrough;
 mod promises;

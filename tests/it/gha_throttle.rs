@@ -1,0 +1,281 @@
+//! Issue 18: a 429 storm on writes to the GitHub Actions cache service (its limit is 200 uploads
+//! a minute per repository). The service (tests/it/servers/gha_cache.py) starts healthy, so
+//! sccache's start-up check finds it writable, then answers 429 to every `CreateCacheEntry`.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::ci_backends::{gha_env, require_azurite, timed, warm_up, Azurite, GhaService};
+use crate::support::*;
+
+/// The number of library crates in the fixture (plus the `app` binary).
+const CRATES: usize = 10;
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Adds `structs` derived structs to each library of the fixture, so that a crate takes a
+/// compile time of its own (rustc's fixed cost per call is what the plain fixture measures).
+fn weigh_down(ws: &Path, structs: usize) {
+    for k in 1..=CRATES {
+        let lib = ws.join(format!("l{k}/src/lib.rs"));
+        let mut text = fs::read_to_string(&lib).unwrap();
+        for i in 0..structs {
+            text.push_str(&format!(
+                "#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]\n\
+                 pub struct S{i} {{ pub a: u64, pub b: String, pub c: Vec<u32> }}\n\
+                 impl S{i} {{ pub fn f(&self) -> u64 {{ self.a + self.b.len() as u64 + \
+                 self.c.iter().map(|x| u64::from(*x)).sum::<u64>() }} }}\n"
+            ));
+        }
+        fs::write(&lib, text).unwrap();
+    }
+}
+
+/// Removes the shim's record of sccache's write figures, so that the next forwarded call looks.
+fn forget_write_figures(sb: &Sandbox) {
+    for entry in fs::read_dir(&sb.state).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("gha-writes-")
+        {
+            fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
+/// The measurement behind README's GHA section: plain cargo, sccache alone (read-write, then
+/// read-only) and the shim, alternated round by round, each build into a fresh target dir with
+/// every write throttled. Prints the wall times and sccache's write errors; asserts nothing about
+/// time.
+#[test]
+#[ignore = "a measurement, run by hand: cargo test --test it gha_throttle::measure -- --ignored"]
+fn measure_a_write_storm() {
+    let test = "measure_a_write_storm";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    let mut sb = Sandbox::new();
+    write_libs(&sb.ws, CRATES, false);
+    let weight: usize = std::env::var("WEIGHT")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0);
+    weigh_down(&sb.ws, weight);
+    sb.install_real_sccache(sccache);
+    gha_env(&mut sb, &gha.url());
+    let start_server = |read_only: bool| {
+        gha.control("ok", "ok");
+        let mut cmd = sb.command(sccache);
+        cmd.arg("--start-server");
+        if read_only {
+            cmd.env("SCCACHE_GHA_RW_MODE", "READ_ONLY");
+        }
+        let r = run(&mut cmd, SHORT);
+        assert_eq!(r.code(), Some(0), "{}", r.describe());
+        gha.control("429-writes", "ok");
+    };
+    let stop_server = || {
+        let stats = sb.sccache_stats(sccache);
+        run(sb.command(sccache).arg("--stop-server"), SHORT);
+        stats
+            .path(&["stats", "cache_write_errors"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0)
+    };
+    warm_up(&sb);
+    let (mut plain, mut alone, mut alone_ro, mut shim) = (vec![], vec![], vec![], vec![]);
+    let alone_bin = sb.bin.join("sccache");
+    for round in 0..rounds {
+        let (r, t) = timed(&sb, None, &format!("t-plain-{round}"));
+        r.assert_success();
+        plain.push(secs(t));
+
+        start_server(false);
+        let (r, t) = timed(&sb, Some(&alone_bin), &format!("t-alone-{round}"));
+        r.assert_success();
+        let errors = stop_server();
+        alone.push(secs(t));
+        eprintln!("{test}: round {round}: sccache alone write errors {errors}");
+
+        start_server(true);
+        let (r, t) = timed(&sb, Some(&alone_bin), &format!("t-alone-ro-{round}"));
+        r.assert_success();
+        let errors = stop_server();
+        alone_ro.push(secs(t));
+        eprintln!("{test}: round {round}: sccache alone read-only write errors {errors}");
+
+        // Each round meets the storm's onset: the last round's breaker, counters and write
+        // figures go.
+        run(sb.command(shim_bin()).arg("reset"), SHORT).assert_success();
+        forget_write_figures(&sb);
+        start_server(false);
+        let (r, t) = timed(&sb, Some(Path::new(shim_bin())), &format!("t-shim-{round}"));
+        r.assert_success().assert_no_shim_noise();
+        let st = sb.status_json();
+        let errors = stop_server();
+        shim.push(secs(t));
+        eprintln!(
+            "{test}: round {round}: shim write errors {errors}, breaker {}, counters {:?}",
+            breaker_state(&st),
+            st.path(&["counters"])
+        );
+    }
+    let log = fs::read_to_string(dir.path().join("gha.log")).unwrap();
+    let throttled = log
+        .lines()
+        .filter(|l| l.contains("CreateCacheEntry") && l.contains("\" 429"))
+        .count();
+    let p = median(plain.clone());
+    eprintln!(
+        "{test}: {CRATES} crates, {rounds} rounds, {throttled} writes throttled in all\n  \
+         plain {plain:.2?} median {p:.2}\n  \
+         sccache alone {alone:.2?} median {:.2} ({:.3}x)\n  \
+         sccache alone read-only {alone_ro:.2?} median {:.2} ({:.3}x)\n  \
+         shim {shim:.2?} median {:.2} ({:.3}x)",
+        median(alone.clone()),
+        median(alone.clone()) / p,
+        median(alone_ro.clone()),
+        median(alone_ro.clone()) / p,
+        median(shim.clone()),
+        median(shim.clone()) / p,
+    );
+}
+
+/// The number of library crates in the storm tests' fixture (plus the `app` binary).
+const STORM_CRATES: usize = 8;
+
+/// A build through the shim into a write storm: it passes, every crate is compiled once (by
+/// sccache or, once the breaker opened, directly), the breaker is open as a throttle, and the
+/// service saw no write after the trip. `onset` says when the storm begins: after the server
+/// started (sccache believes it can write), or before (sccache's start-up check finds it cannot).
+fn build_into_a_write_storm(test: &str, onset_after_start: bool) {
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    let mut sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, STORM_CRATES, false);
+    sb.install_real_sccache(sccache);
+    gha_env(&mut sb, &gha.url());
+    if onset_after_start {
+        let r = run(sb.command(sccache).arg("--start-server"), SHORT);
+        assert_eq!(r.code(), Some(0), "{}", r.describe());
+    }
+    gha.control("429-writes", "ok");
+
+    let r = sb.build();
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "open", "{st:?}");
+    let reason = breaker_reason(&st);
+    assert!(
+        reason.starts_with("gha-throttled") && reason.contains("GHA"),
+        "{st:?}"
+    );
+    let writes = st.path(&["backend", "writes"]).expect("backend.writes");
+    let failed = writes.path(&["failed"]).and_then(Json::as_u64).unwrap();
+    assert!(failed >= 1, "{writes:?}");
+    assert_eq!(writes.path(&["stored"]).and_then(Json::as_u64), Some(0));
+    assert_eq!(writes.path(&["throttled"]), Some(&Json::Bool(true)));
+
+    // Each library's compile ran once: forwarded to sccache, or compiled directly after the trip
+    // (the `app` binary is never sccache's: bypassed for its crate type).
+    let forwarded = st
+        .path(&["counters", "forwarded"])
+        .and_then(Json::as_u64)
+        .unwrap();
+    let fallback = st.path(&["counters", "fallback"]).unwrap();
+    let directly = fallback
+        .path(&["breaker-open"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    assert_eq!(
+        forwarded + directly,
+        STORM_CRATES as u64,
+        "one call per library: {st:?}"
+    );
+    assert_eq!(fallback.sum_counts(), directly, "{st:?}");
+    assert!(
+        directly >= 1,
+        "the storm must send calls to the compiler: {st:?}"
+    );
+    let stats = sb.sccache_stats(sccache);
+    let misses = stats
+        .path(&["stats", "cache_misses", "counts", "Rust"])
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    assert_eq!(
+        misses, forwarded,
+        "sccache compiled what was forwarded: {stats:?}"
+    );
+
+    // The service heard no upload attempt after the trip: one per forwarded miss at most, plus
+    // the start-up check's.
+    let log = fs::read_to_string(dir.path().join("gha.log")).unwrap();
+    let throttled = log
+        .lines()
+        .filter(|l| l.contains("CreateCacheEntry") && l.contains("\" 429"))
+        .count() as u64;
+    assert!(throttled >= 1, "no write was throttled: {log}");
+    assert!(
+        throttled <= forwarded + 1,
+        "{throttled} writes throttled: {log}"
+    );
+
+    let text = run(&mut sb.shim(["status"]), SHORT);
+    text.assert_success();
+    assert!(
+        text.out().contains("GHA writes") && text.out().contains("throttled"),
+        "{}",
+        text.out()
+    );
+    eprintln!(
+        "{test}: {forwarded} calls through sccache, {directly} directly; {failed} writes failed, \
+         {throttled} throttled by the service"
+    );
+}
+
+/// The storm begins after the server started: sccache still believes it can write.
+#[test]
+fn a_write_storm_after_the_start_sends_calls_to_the_compiler() {
+    build_into_a_write_storm(
+        "a_write_storm_after_the_start_sends_calls_to_the_compiler",
+        true,
+    );
+}
+
+/// The storm is on when the shim starts the server: sccache's start-up check cannot write and
+/// starts read-only, and its misses still count failed writes.
+#[test]
+fn a_write_storm_at_the_start_sends_calls_to_the_compiler() {
+    build_into_a_write_storm(
+        "a_write_storm_at_the_start_sends_calls_to_the_compiler",
+        false,
+    );
+}
