@@ -22,6 +22,9 @@ use sha2::{Digest, Sha256};
 
 use super::{http_endpoints, resolve, split_url, var, Answer, Endpoint, Protocol};
 
+mod writes;
+pub use writes::{after_forward, write_figures, writes_report, writes_words};
+
 /// The twirp service sccache's v2 requests go to, under `ACTIONS_RESULTS_URL`.
 const TWIRP: &str = "twirp/github.actions.results.api.v1.CacheService";
 
@@ -394,187 +397,6 @@ pub fn origin() -> String {
     names.join(", ")
 }
 
-/// How long calls compile directly once sccache's writes to the GitHub Actions cache fail: the
-/// service counts its limit (200 uploads) per minute and repository.
-pub const THROTTLE_COOLDOWN: Duration = Duration::from_secs(60);
-
-/// How often a forwarded call may ask the server for its write figures: one `--show-stats` (a few
-/// milliseconds) per this much time, not one per call.
-const LOOK_EVERY: Duration = Duration::from_secs(5);
-
-/// The reason a throttle trip gives the breaker; `status` knows a throttle by it.
-const THROTTLED: &str = "gha-throttled";
-
-/// sccache's write figures at the last look, kept per server in the state dir.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Writes {
-    failed: u64,
-    stored: u64,
-    /// When writes were last found failing (seconds since the epoch).
-    throttled_at: Option<u64>,
-}
-
-fn writes_file(dir: &Path, key: &str) -> std::path::PathBuf {
-    dir.join(format!("gha-writes-{key}"))
-}
-
-fn read_writes(dir: &Path, key: &str) -> Option<Writes> {
-    let text = std::fs::read_to_string(writes_file(dir, key)).ok()?;
-    let mut w = Writes::default();
-    for line in text.lines().take(8) {
-        let Some((k, v)) = line.split_once(' ') else {
-            continue;
-        };
-        match k {
-            "failed" => w.failed = v.parse().ok()?,
-            "stored" => w.stored = v.parse().ok()?,
-            "throttled_at" => w.throttled_at = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(w)
-}
-
-fn write_writes(dir: &Path, key: &str, w: &Writes) {
-    let mut text = format!("failed {}\nstored {}\n", w.failed, w.stored);
-    if let Some(at) = w.throttled_at {
-        text.push_str(&format!("throttled_at {at}\n"));
-    }
-    let saved = tempfile::Builder::new()
-        .prefix(".gha-writes.")
-        .tempfile_in(dir)
-        .and_then(|mut tmp| {
-            tmp.write_all(text.as_bytes())?;
-            tmp.persist(writes_file(dir, key)).map_err(|e| e.error)?;
-            Ok(())
-        });
-    if let Err(e) = saved {
-        log::debug!("cannot save the GHA write figures: {e}");
-    }
-}
-
-/// sccache's `cache_write_errors` and `cache_writes` in what [`crate::server::stats`] returned.
-pub fn write_figures(stats: &serde_json::Value) -> Option<(u64, u64)> {
-    let raw = stats.get("raw")?;
-    let n = |k: &str| raw.get(k).and_then(serde_json::Value::as_u64);
-    Some((n("cache_write_errors")?, n("cache_writes").unwrap_or(0)))
-}
-
-/// Whether the figures now, against those of the last look, show a write storm: writes failed
-/// since and none was stored. A server with fewer failures than last time is a new one, counted
-/// from zero.
-fn storm(last: Option<Writes>, failed: u64, stored: u64) -> bool {
-    let last = match last {
-        Some(w) if w.failed <= failed && w.stored <= stored => w,
-        _ => Writes::default(),
-    };
-    failed > last.failed && stored == last.stored
-}
-
-/// After a call sccache compiled, with the GitHub Actions cache as its backend: at most once per
-/// [`LOOK_EVERY`], asks the server how its writes went. When writes failed since the last look and
-/// none was stored (the service answers 429 past 200 uploads a minute, and sccache 0.16 makes each
-/// compile wait for its failed upload), the breaker opens for [`THROTTLE_COOLDOWN`]: calls compile
-/// directly meanwhile, which costs less than a miss through sccache whose entry cannot be kept,
-/// and sends the service nothing. The half-open probe then starts a fresh server, whose start-up
-/// check writes once: still throttled, sccache starts read-only, its first miss counts a failed
-/// write and the breaker opens again.
-pub fn after_forward(state_dir: Option<&Path>, sccache: &Path, key: &str) {
-    if !enabled_by_env() {
-        return;
-    }
-    let Some(dir) = state_dir else {
-        return;
-    };
-    let file = writes_file(dir, key);
-    let fresh = std::fs::metadata(&file)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|at| at.elapsed().ok())
-        .is_some_and(|age| age < LOOK_EVERY);
-    if fresh {
-        return;
-    }
-    let last = read_writes(dir, key);
-    // Claims this look before asking, so that the calls finishing meanwhile do not ask too.
-    write_writes(dir, key, &last.unwrap_or_default());
-    let Some((failed, stored)) = crate::server::stats(sccache, Duration::from_secs(2))
-        .as_ref()
-        .and_then(write_figures)
-    else {
-        return;
-    };
-    let throttled = storm(last, failed, stored);
-    let now = crate::state::now_secs();
-    let throttled_at = if throttled {
-        Some(now)
-    } else {
-        last.and_then(|w| w.throttled_at)
-    };
-    write_writes(
-        dir,
-        key,
-        &Writes {
-            failed,
-            stored,
-            throttled_at,
-        },
-    );
-    if throttled {
-        crate::state::trip(
-            Some(dir),
-            key,
-            THROTTLE_COOLDOWN,
-            &format!(
-                "{THROTTLED}: GHA: {} of sccache's writes to the GitHub Actions cache failed and \
-                 none was stored (the service throttles past 200 uploads a minute); compiling \
-                 directly for {} s",
-                failed - last.filter(|w| w.failed <= failed).map_or(0, |w| w.failed),
-                THROTTLE_COOLDOWN.as_secs()
-            ),
-        );
-    }
-}
-
-/// For `status`, with the GitHub Actions cache in use: the running server's write figures
-/// (`failed`, `stored`; null without a server) and whether writes were throttled (`throttled`,
-/// with `throttled_at`: when the shim last found them failing and compiled directly). `None`
-/// when GHA is not in use.
-pub fn writes_report(
-    figures: Option<(u64, u64)>,
-    state_dir: Option<&Path>,
-    key: &str,
-) -> Option<serde_json::Value> {
-    if !enabled_by_env() {
-        return None;
-    }
-    let at = state_dir
-        .and_then(|d| read_writes(d, key))
-        .and_then(|w| w.throttled_at);
-    Some(serde_json::json!({
-        "failed": figures.map(|f| f.0),
-        "stored": figures.map(|f| f.1),
-        "throttled": at.is_some(),
-        "throttled_at": at,
-    }))
-}
-
-/// One line of `status` for [`writes_report`]'s figures.
-pub fn writes_words(report: &serde_json::Value) -> String {
-    let mut words = match (report["failed"].as_u64(), report["stored"].as_u64()) {
-        (Some(failed), Some(stored)) => format!("{failed} failed, {stored} stored"),
-        _ => "no server to ask".to_owned(),
-    };
-    if let Some(at) = report["throttled_at"].as_u64() {
-        let ago = crate::state::now_secs().saturating_sub(at);
-        words.push_str(&format!(
-            "; throttled {ago} s ago (calls compiled directly for {} s)",
-            THROTTLE_COOLDOWN.as_secs()
-        ));
-    }
-    words
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,28 +408,6 @@ mod tests {
         assert_eq!(token_expiry(token), Some(4102444800));
         assert_eq!(token_expiry("not-a-jwt"), None);
         assert_eq!(token_expiry("a.!!!.c"), None);
-    }
-
-    #[test]
-    fn a_storm_is_failures_without_a_stored_write_since_the_last_look() {
-        let w = |failed, stored| {
-            Some(Writes {
-                failed,
-                stored,
-                throttled_at: None,
-            })
-        };
-        // First look at a server: any failure with nothing stored.
-        assert!(storm(None, 1, 0));
-        assert!(!storm(None, 0, 0));
-        assert!(!storm(None, 3, 5));
-        // Since the last look.
-        assert!(storm(w(2, 5), 4, 5));
-        assert!(!storm(w(2, 5), 2, 5));
-        assert!(!storm(w(2, 5), 4, 6));
-        // Fewer than last time: a new server, counted from zero.
-        assert!(storm(w(9, 5), 1, 0));
-        assert!(!storm(w(9, 5), 1, 1));
     }
 
     #[test]

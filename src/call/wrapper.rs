@@ -170,7 +170,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 classify::subject(args),
                 captured.elapsed.as_millis()
             );
-            backend::gha::after_forward(state_dir, &sccache, &key);
+            backend::gha::after_forward(&config, &sccache, &key);
             if let Some(before) = captured.errors_when_watched {
                 let always_compiling = captured.always_compiling;
                 check_backend_after_slow_call(&config, &sccache, &key, before, always_compiling);

@@ -163,11 +163,15 @@ fn measure_a_write_storm() {
 /// The number of library crates in the storm tests' fixture (plus the `app` binary).
 const STORM_CRATES: usize = 8;
 
-/// A build through the shim into a write storm: it passes, every crate is compiled once (by
-/// sccache or, once the breaker opened, directly), the breaker is open as a throttle, and the
-/// service saw no write after the trip. `onset` says when the storm begins: after the server
-/// started (sccache believes it can write), or before (sccache's start-up check finds it cannot).
-fn build_into_a_write_storm(test: &str, onset_after_start: bool) {
+/// Builds through the shim into a write storm, `rounds` times (each into a target dir of its
+/// own): every build passes, every library is compiled once (by sccache or, once the breaker
+/// opened, directly), the breaker is open as a throttle after each, and the service hears no
+/// upload after a trip. `onset_after_start`: the storm begins after the server started (sccache
+/// believes it can write), else before (sccache's start-up check finds it cannot and starts
+/// read-only). A second round comes after the cooldown (shortened to 2 s) and the 5 s between
+/// two looks at the figures: the half-open probe replaces the server, and the storm, still on,
+/// opens the breaker again.
+fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
     let Some(sccache) = require_sccache(test) else {
         return;
     };
@@ -181,84 +185,108 @@ fn build_into_a_write_storm(test: &str, onset_after_start: bool) {
     let expected = write_libs(&sb.ws, STORM_CRATES, false);
     sb.install_real_sccache(sccache);
     gha_env(&mut sb, &gha.url());
+    sb.set_env("MAYBE_SCCACHE_COOLDOWN", "2");
     if onset_after_start {
         let r = run(sb.command(sccache).arg("--start-server"), SHORT);
         assert_eq!(r.code(), Some(0), "{}", r.describe());
     }
     gha.control("429-writes", "ok");
 
-    let r = sb.build();
-    r.assert_success().assert_no_shim_noise();
-    assert_app_prints(&sb, &expected);
+    let (mut forwarded_before, mut forwarded_first) = (0, 0);
+    for round in 1..=rounds {
+        if round > 1 {
+            std::thread::sleep(Duration::from_secs(6));
+        }
+        let target = sb.root().join(format!("target-{round}"));
+        let r = run(
+            sb.cargo(&["build", "--offline"])
+                .env("CARGO_TARGET_DIR", &target),
+            BUILD,
+        );
+        r.assert_success().assert_no_shim_noise();
+        let app = run(&mut sb.command(target.join("debug/app")), SHORT);
+        assert_eq!(app.out(), expected);
 
-    let st = sb.status_json();
-    assert_eq!(breaker_state(&st), "open", "{st:?}");
-    let reason = breaker_reason(&st);
-    assert!(
-        reason.starts_with("gha-throttled") && reason.contains("GHA"),
-        "{st:?}"
-    );
-    let writes = st.path(&["backend", "writes"]).expect("backend.writes");
-    let failed = writes.path(&["failed"]).and_then(Json::as_u64).unwrap();
-    assert!(failed >= 1, "{writes:?}");
-    assert_eq!(writes.path(&["stored"]).and_then(Json::as_u64), Some(0));
-    assert_eq!(writes.path(&["throttled"]), Some(&Json::Bool(true)));
+        let st = sb.status_json();
+        assert_eq!(breaker_state(&st), "open", "round {round}: {st:?}");
+        let reason = breaker_reason(&st);
+        assert!(
+            reason.starts_with("gha-throttled") && reason.contains("GHA"),
+            "round {round}: {st:?}"
+        );
+        assert_eq!(
+            st.path(&["counters", "trips"]).and_then(Json::as_u64),
+            Some(round),
+            "one trip per round: {st:?}"
+        );
+        let writes = st.path(&["backend", "writes"]).expect("backend.writes");
+        let failed = writes.path(&["failed"]).and_then(Json::as_u64).unwrap();
+        assert!(failed >= 1, "{writes:?}");
+        assert_eq!(writes.path(&["stored"]).and_then(Json::as_u64), Some(0));
+        assert_eq!(writes.path(&["throttled"]), Some(&Json::Bool(true)));
 
-    // Each library's compile ran once: forwarded to sccache, or compiled directly after the trip
-    // (the `app` binary is never sccache's: bypassed for its crate type).
-    let forwarded = st
-        .path(&["counters", "forwarded"])
-        .and_then(Json::as_u64)
-        .unwrap();
-    let fallback = st.path(&["counters", "fallback"]).unwrap();
-    let directly = fallback
-        .path(&["breaker-open"])
-        .and_then(Json::as_u64)
-        .unwrap_or(0);
-    assert_eq!(
-        forwarded + directly,
-        STORM_CRATES as u64,
-        "one call per library: {st:?}"
-    );
-    assert_eq!(fallback.sum_counts(), directly, "{st:?}");
-    assert!(
-        directly >= 1,
-        "the storm must send calls to the compiler: {st:?}"
-    );
-    let stats = sb.sccache_stats(sccache);
-    let misses = stats
-        .path(&["stats", "cache_misses", "counts", "Rust"])
-        .and_then(Json::as_u64)
-        .unwrap_or(0);
-    assert_eq!(
-        misses, forwarded,
-        "sccache compiled what was forwarded: {stats:?}"
-    );
+        // Each library's compile ran once: forwarded to sccache, or compiled directly after the
+        // trip (the `app` binary is never sccache's: bypassed for its crate type).
+        let forwarded = st
+            .path(&["counters", "forwarded"])
+            .and_then(Json::as_u64)
+            .unwrap();
+        let fallback = st.path(&["counters", "fallback"]).unwrap();
+        let directly = fallback
+            .path(&["breaker-open"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0);
+        assert_eq!(
+            forwarded + directly,
+            round * STORM_CRATES as u64,
+            "one call per library: {st:?}"
+        );
+        assert_eq!(fallback.sum_counts(), directly, "{st:?}");
+        assert!(
+            directly >= round,
+            "the storm must send calls to the compiler: {st:?}"
+        );
+        // The server is this round's: the first round's, or the one the probe started.
+        let stats = sb.sccache_stats(sccache);
+        let misses = stats
+            .path(&["stats", "cache_misses", "counts", "Rust"])
+            .and_then(Json::as_u64)
+            .unwrap_or(0);
+        assert_eq!(
+            misses,
+            forwarded - forwarded_before,
+            "sccache compiled what this round forwarded: {stats:?}"
+        );
 
-    // The service heard no upload attempt after the trip: one per forwarded miss at most, plus
-    // the start-up check's.
-    let log = fs::read_to_string(dir.path().join("gha.log")).unwrap();
-    let throttled = log
-        .lines()
-        .filter(|l| l.contains("CreateCacheEntry") && l.contains("\" 429"))
-        .count() as u64;
-    assert!(throttled >= 1, "no write was throttled: {log}");
-    assert!(
-        throttled <= forwarded + 1,
-        "{throttled} writes throttled: {log}"
-    );
+        // The service heard no upload attempt after a trip: one per miss of the first round's
+        // server at most, and one start-up check per server.
+        let log = fs::read_to_string(dir.path().join("gha.log")).unwrap();
+        let throttled = log
+            .lines()
+            .filter(|l| l.contains("CreateCacheEntry") && l.contains("\" 429"))
+            .count() as u64;
+        assert!(throttled >= 1, "no write was throttled: {log}");
+        if round == 1 {
+            forwarded_first = forwarded;
+        }
+        assert!(
+            throttled <= forwarded_first + round,
+            "{throttled} writes throttled: {log}"
+        );
 
-    let text = run(&mut sb.shim(["status"]), SHORT);
-    text.assert_success();
-    assert!(
-        text.out().contains("GHA writes") && text.out().contains("throttled"),
-        "{}",
-        text.out()
-    );
-    eprintln!(
-        "{test}: {forwarded} calls through sccache, {directly} directly; {failed} writes failed, \
-         {throttled} throttled by the service"
-    );
+        let text = run(&mut sb.shim(["status"]), SHORT);
+        text.assert_success();
+        assert!(
+            text.out().contains("GHA writes") && text.out().contains("throttled"),
+            "{}",
+            text.out()
+        );
+        eprintln!(
+            "{test}: round {round}: {forwarded} calls through sccache, {directly} directly in \
+             all; {failed} writes failed on this server, {throttled} throttled by the service"
+        );
+        forwarded_before = forwarded;
+    }
 }
 
 /// The storm begins after the server started: sccache still believes it can write.
@@ -267,6 +295,7 @@ fn a_write_storm_after_the_start_sends_calls_to_the_compiler() {
     build_into_a_write_storm(
         "a_write_storm_after_the_start_sends_calls_to_the_compiler",
         true,
+        1,
     );
 }
 
@@ -277,5 +306,17 @@ fn a_write_storm_at_the_start_sends_calls_to_the_compiler() {
     build_into_a_write_storm(
         "a_write_storm_at_the_start_sends_calls_to_the_compiler",
         false,
+        1,
+    );
+}
+
+/// The storm outlasts the cooldown: the probe's fresh server (read-only, its start-up check
+/// throttled) counts failed writes from zero, and the breaker opens again.
+#[test]
+fn a_write_storm_past_the_cooldown_opens_the_breaker_again() {
+    build_into_a_write_storm(
+        "a_write_storm_past_the_cooldown_opens_the_breaker_again",
+        true,
+        2,
     );
 }
