@@ -17,7 +17,7 @@ pub const THROTTLE_COOLDOWN: Duration = Duration::from_secs(60);
 /// milliseconds) per this much time, not one per call.
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
-/// The reason a throttle trip gives the breaker; `status` knows a throttle by it.
+/// How a throttle trip's breaker reason begins, in `status` and the log.
 const THROTTLED: &str = "gha-throttled";
 
 /// sccache's write figures at the last look, kept per server in the state dir.
