@@ -341,3 +341,43 @@ fn a_write_storm_past_the_cooldown_opens_the_breaker_again() {
         2,
     );
 }
+
+/// A read-only backend by choice (`SCCACHE_GHA_RW_MODE=READ_ONLY`, as the set-up action makes
+/// pull requests) with a healthy service: sccache counts a failed write per miss, which is no
+/// storm. Every library goes through sccache and the breaker stays closed.
+#[test]
+fn a_read_only_backend_by_choice_is_no_storm() {
+    let test = "a_read_only_backend_by_choice_is_no_storm";
+    let Some(sccache) = require_sccache(test) else {
+        return;
+    };
+    let Some(azurite) = require_azurite(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    let mut sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, STORM_CRATES, false);
+    sb.install_real_sccache(sccache);
+    gha_env(&mut sb, &gha.url());
+    sb.set_env("SCCACHE_GHA_RW_MODE", "READ_ONLY");
+    let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
+    r.assert_success().assert_no_shim_noise();
+    assert_app_prints(&sb, &expected);
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    assert_eq!(
+        st.path(&["counters", "forwarded"]).and_then(Json::as_u64),
+        Some(STORM_CRATES as u64),
+        "{st:?}"
+    );
+    let writes = st.path(&["backend", "writes"]).expect("backend.writes");
+    assert_eq!(writes.path(&["read_only"]), Some(&Json::Bool(true)));
+    assert_eq!(writes.path(&["throttled"]), Some(&Json::Bool(false)));
+    let stats = sb.sccache_stats(sccache);
+    eprintln!(
+        "{test}: sccache write errors {:?} (one per miss when read-only)",
+        stats.path(&["stats", "cache_write_errors"])
+    );
+}

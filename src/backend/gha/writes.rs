@@ -68,6 +68,13 @@ fn write_writes(dir: &Path, key: &str, w: &Writes) {
     }
 }
 
+/// Whether the user made sccache's GHA backend read-only (`SCCACHE_GHA_RW_MODE=READ_ONLY`, as the
+/// set-up action does on pull requests): sccache 0.16 then counts a failed write per miss, which
+/// is no storm.
+fn read_only_by_choice() -> bool {
+    super::var("SCCACHE_GHA_RW_MODE").is_some_and(|m| m.trim().eq_ignore_ascii_case("READ_ONLY"))
+}
+
 /// sccache's `cache_write_errors` and `cache_writes` in what [`crate::server::stats`] returned.
 pub fn write_figures(stats: &serde_json::Value) -> Option<(u64, u64)> {
     let raw = stats.get("raw")?;
@@ -95,7 +102,7 @@ fn storm(last: Option<Writes>, failed: u64, stored: u64) -> bool {
 /// check writes once: still throttled, sccache starts read-only, its first miss counts a failed
 /// write and the breaker opens again.
 pub fn after_forward(config: &crate::config::Config, sccache: &Path, key: &str) {
-    if !enabled_by_env() {
+    if !enabled_by_env() || read_only_by_choice() {
         return;
     }
     let Some(dir) = config.state_dir.as_deref() else {
@@ -159,8 +166,8 @@ pub fn after_forward(config: &crate::config::Config, sccache: &Path, key: &str) 
     );
 }
 
-/// For `status`, with the GitHub Actions cache in use: the running server's write figures
-/// (`failed`, `stored`; null without a server) and whether writes were throttled (`throttled`,
+/// For `status`, with the GitHub Actions cache in use: whether the user made it read-only
+/// (`read_only`), the running server's write figures (`failed`, `stored`; null without a server) and whether writes were throttled (`throttled`,
 /// with `throttled_at`: when the shim last found them failing and compiled directly). `None`
 /// when GHA is not in use.
 pub fn writes_report(
@@ -175,6 +182,7 @@ pub fn writes_report(
         .and_then(|d| read_writes(d, key))
         .and_then(|w| w.throttled_at);
     Some(serde_json::json!({
+        "read_only": read_only_by_choice(),
         "failed": figures.map(|f| f.0),
         "stored": figures.map(|f| f.1),
         "throttled": at.is_some(),
@@ -185,6 +193,9 @@ pub fn writes_report(
 /// One line of `status` for [`writes_report`]'s figures.
 pub fn writes_words(report: &serde_json::Value) -> String {
     let mut words = match (report["failed"].as_u64(), report["stored"].as_u64()) {
+        _ if report["read_only"].as_bool() == Some(true) => {
+            "none: read-only (SCCACHE_GHA_RW_MODE)".to_owned()
+        }
         (Some(failed), Some(stored)) => format!("{failed} failed, {stored} stored"),
         _ => "no server to ask".to_owned(),
     };
