@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::backend::gha;
 use crate::call::exec::{self, Exit};
 use crate::call::forward::{self, Ran};
 use crate::call::judge::{self, Verdict};
@@ -163,6 +164,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 classify::subject(args),
                 captured.elapsed.as_millis()
             );
+            gha::after_forward(&config, &sccache, &key);
             if let Some(why) = watch::after_slow_call(&sccache, captured.watched) {
                 state::trip(state_dir, &key, config.cooldown, why);
             }

@@ -58,9 +58,16 @@ fn gather(config: &Config) -> (Value, Option<Stats>) {
             "used": owner.trusted(),
         })
     });
-    let backend = backend_report(stats.as_ref().and_then(|s| s.cache_location.clone()));
+    let mut backend = backend_report(stats.as_ref().and_then(|s| s.cache_location.clone()));
     let dir = config.state_dir.as_deref();
     let key = server::key();
+    let figures = stats.as_ref().and_then(backend::gha::write_figures);
+    if let (Some(map), Some(writes)) = (
+        backend.as_object_mut(),
+        backend::gha::writes_report(figures, dir, &key),
+    ) {
+        map.insert("writes".into(), writes);
+    }
     let breaker = state::read_breaker(dir, &key);
     let now = state::now_secs();
     let counters = dir.map(state::read_counters).unwrap_or_default();
@@ -216,6 +223,12 @@ fn summary_lines(r: &Value, stats: Option<&Stats>) -> Vec<(String, String)> {
             None => be["probe"][0].as_str().unwrap_or("not checked").to_owned(),
         };
         rows.push(("backend".into(), format!("{place}: {health}")));
+        if be["writes"].is_object() {
+            rows.push((
+                "GHA writes".into(),
+                backend::gha::writes_words(&be["writes"]),
+            ));
+        }
     } else if let Some(loc) = be["server_location"].as_str() {
         rows.push(("backend".into(), loc.to_owned()));
     } else {

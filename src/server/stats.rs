@@ -22,6 +22,10 @@ pub struct Stats {
     pub misses: u64,
     /// The sum of sccache's error and time-out counters of its cache.
     pub errors: u64,
+    /// Cache writes that failed (`cache_write_errors`); `None` when sccache did not say.
+    pub write_errors: Option<u64>,
+    /// Cache writes stored (`cache_writes`).
+    pub writes: u64,
     /// Hits and misses per language, as sccache names them (`Rust`, `C/C++`, `Assembler`, …).
     pub languages: BTreeMap<String, Counts>,
     /// Compiles sccache-dist ran remotely, per build server (sccache's `dist_compiles`).
@@ -76,6 +80,8 @@ impl Stats {
                 + num("cache_read_errors")
                 + num("cache_write_errors")
                 + per_language("cache_errors").values().sum::<u64>(),
+            write_errors: stats.get("cache_write_errors").and_then(Value::as_u64),
+            writes: num("cache_writes"),
             languages,
             dist_compiles: counts(stats.get("dist_compiles")),
             dist_errors: num("dist_errors"),

@@ -53,6 +53,9 @@ pub enum Trip {
     StartFailed(String),
     /// sccache's error counters rose from `before` to `after` during a slow call.
     BackendErrors { before: u64, after: u64 },
+    /// sccache's writes to the GitHub Actions cache failed (`failed` since the last look) and
+    /// none was stored: the service throttles, and calls compile directly for `cooldown_secs`.
+    GhaThrottled { failed: u64, cooldown_secs: u64 },
 }
 
 impl Trip {
@@ -66,6 +69,7 @@ impl Trip {
             Trip::SccacheFailed { reason, .. } => reason,
             Trip::StartFailed(words) => words.split(':').next().unwrap_or(words),
             Trip::BackendErrors { .. } => "backend-errors",
+            Trip::GhaThrottled { .. } => "gha-throttled",
         }
     }
 
@@ -84,6 +88,14 @@ impl Trip {
             Trip::BackendErrors { before, after } => {
                 format!("sccache error counters rose from {before} to {after} during a slow call")
             }
+            Trip::GhaThrottled {
+                failed,
+                cooldown_secs,
+            } => format!(
+                "GHA: {failed} of sccache's writes to the GitHub Actions cache failed and none \
+                 was stored (the service throttles past 200 uploads a minute); compiling directly \
+                 for {cooldown_secs} s"
+            ),
         }
     }
 }
@@ -233,6 +245,16 @@ mod tests {
                 Trip::StartFailed("start-failed".into()),
                 "start-failed",
                 "start-failed",
+            ),
+            (
+                Trip::GhaThrottled {
+                    failed: 4,
+                    cooldown_secs: 60,
+                },
+                "gha-throttled",
+                "gha-throttled: GHA: 4 of sccache's writes to the GitHub Actions cache failed and \
+                 none was stored (the service throttles past 200 uploads a minute); compiling \
+                 directly for 60 s",
             ),
             (
                 Trip::BackendErrors {

@@ -23,7 +23,7 @@ fn servers_dir() -> PathBuf {
 
 /// azurite's blob server: `MAYBE_SCCACHE_TEST_AZURITE`, else where `.ci/run` installs it, else
 /// `PATH`. `None` (after saying why) to skip; a failure with CI set.
-fn require_azurite(test: &str) -> Option<PathBuf> {
+pub(crate) fn require_azurite(test: &str) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(given) = std::env::var_os("MAYBE_SCCACHE_TEST_AZURITE") {
         if !given.is_empty() {
@@ -98,13 +98,13 @@ impl Drop for Server {
 }
 
 /// azurite on a free port with its data in `dir`.
-struct Azurite {
+pub(crate) struct Azurite {
     _server: Server,
     port: u16,
 }
 
 impl Azurite {
-    fn start(program: &Path, dir: &Path) -> Azurite {
+    pub(crate) fn start(program: &Path, dir: &Path) -> Azurite {
         let port = reserve_port();
         let data = dir.join("azurite");
         fs::create_dir_all(&data).unwrap();
@@ -143,14 +143,14 @@ impl Azurite {
 }
 
 /// The test-owned GitHub Actions cache service in front of `azurite`.
-struct GhaService {
+pub(crate) struct GhaService {
     _server: Server,
     port: u16,
     control: PathBuf,
 }
 
 impl GhaService {
-    fn start(azurite: &Azurite, dir: &Path) -> GhaService {
+    pub(crate) fn start(azurite: &Azurite, dir: &Path) -> GhaService {
         let ready = dir.join("gha-ready.json");
         let control = dir.join("gha-control.json");
         fs::write(&control, "{}").unwrap();
@@ -186,7 +186,7 @@ impl GhaService {
     }
 
     /// Sets how the service and the blob store behave (see gha_cache.py).
-    fn control(&self, service: &str, blob: &str) {
+    pub(crate) fn control(&self, service: &str, blob: &str) {
         let tmp = self.control.with_extension("tmp");
         fs::write(
             &tmp,
@@ -198,7 +198,7 @@ impl GhaService {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 }
@@ -238,7 +238,7 @@ impl Drop for BlackHole {
 /// A JWT-shaped runtime token that expires in 2100 (`{"exp":4102444800}`).
 const TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln";
 
-fn gha_env(sb: &mut Sandbox, results_url: &str) {
+pub(crate) fn gha_env(sb: &mut Sandbox, results_url: &str) {
     sb.set_env("SCCACHE_GHA_ENABLED", "true")
         .set_env("ACTIONS_CACHE_SERVICE_V2", "on")
         .set_env("ACTIONS_RESULTS_URL", results_url)
@@ -273,7 +273,7 @@ fn new_sandbox(sccache: &Path) -> (Sandbox, String) {
 
 /// A cargo build of the fixture with `wrapper` as `RUSTC_WRAPPER` (`None`: plain cargo) into its
 /// own target directory; the run and its wall time.
-fn timed(sb: &Sandbox, wrapper: Option<&Path>, target: &str) -> (Run, Duration) {
+pub(crate) fn timed(sb: &Sandbox, wrapper: Option<&Path>, target: &str) -> (Run, Duration) {
     let mut cmd = sb.cargo(&["build", "--offline"]);
     cmd.env("CARGO_TARGET_DIR", sb.root().join(target));
     match wrapper {
@@ -286,7 +286,7 @@ fn timed(sb: &Sandbox, wrapper: Option<&Path>, target: &str) -> (Run, Duration) 
 }
 
 /// One plain build, untimed, so that the timed ones all find the toolchain in the page cache.
-fn warm_up(sb: &Sandbox) {
+pub(crate) fn warm_up(sb: &Sandbox) {
     let (r, _) = timed(sb, None, "target-warm-up");
     r.assert_success();
 }

@@ -30,6 +30,7 @@ mod dist;
 mod doctor;
 mod entry;
 mod fallback;
+mod gha_throttle;
 mod judgement;
 mod long_compiles;
 mod passthrough;

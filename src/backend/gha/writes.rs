@@ -1,0 +1,229 @@
+//! sccache's writes to the GitHub Actions cache, watched from the calls that forward to it: a
+//! write storm (the service answers 429 past 200 uploads a minute per repository) opens the
+//! breaker for a short cooldown, and `status` says how many writes failed and whether they were
+//! throttled. README's GHA section gives the measurement behind the policy.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use super::enabled_by_env;
+
+/// How long calls compile directly once sccache's writes to the GitHub Actions cache fail: the
+/// service counts its limit (200 uploads) per minute and repository.
+pub const THROTTLE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// How often a forwarded call may ask the server for its write figures: one `--show-stats` (a few
+/// milliseconds) per this much time, not one per call.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
+/// sccache's write figures at the last look, kept per server in the state dir.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Writes {
+    failed: u64,
+    stored: u64,
+    /// When writes were last found failing (seconds since the epoch).
+    throttled_at: Option<u64>,
+}
+
+fn writes_file(dir: &Path, key: &str) -> std::path::PathBuf {
+    dir.join(format!("gha-writes-{key}"))
+}
+
+fn read_writes(dir: &Path, key: &str) -> Option<Writes> {
+    let text = std::fs::read_to_string(writes_file(dir, key)).ok()?;
+    let mut w = Writes::default();
+    for line in text.lines().take(8) {
+        let Some((k, v)) = line.split_once(' ') else {
+            continue;
+        };
+        match k {
+            "failed" => w.failed = v.parse().ok()?,
+            "stored" => w.stored = v.parse().ok()?,
+            "throttled_at" => w.throttled_at = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(w)
+}
+
+fn write_writes(dir: &Path, key: &str, w: &Writes) {
+    let mut text = format!("failed {}\nstored {}\n", w.failed, w.stored);
+    if let Some(at) = w.throttled_at {
+        text.push_str(&format!("throttled_at {at}\n"));
+    }
+    let saved = tempfile::Builder::new()
+        .prefix(".gha-writes.")
+        .tempfile_in(dir)
+        .and_then(|mut tmp| {
+            tmp.write_all(text.as_bytes())?;
+            tmp.persist(writes_file(dir, key)).map_err(|e| e.error)?;
+            Ok(())
+        });
+    if let Err(e) = saved {
+        log::debug!("cannot save the GHA write figures: {e}");
+    }
+}
+
+/// Whether the user made sccache's GHA backend read-only (`SCCACHE_GHA_RW_MODE=READ_ONLY`, as the
+/// set-up action does on pull requests): sccache 0.16 then counts a failed write per miss, which
+/// is no storm.
+fn read_only_by_choice() -> bool {
+    super::var("SCCACHE_GHA_RW_MODE").is_some_and(|m| m.trim().eq_ignore_ascii_case("READ_ONLY"))
+}
+
+/// sccache's failed and stored cache writes, from what [`crate::server::stats`] returned.
+pub fn write_figures(stats: &crate::server::Stats) -> Option<(u64, u64)> {
+    Some((stats.write_errors?, stats.writes))
+}
+
+/// Whether the figures now, against those of the last look, show a write storm: writes failed
+/// since and none was stored. A server with fewer failures than last time is a new one, counted
+/// from zero.
+fn storm(last: Option<Writes>, failed: u64, stored: u64) -> bool {
+    let last = match last {
+        Some(w) if w.failed <= failed && w.stored <= stored => w,
+        _ => Writes::default(),
+    };
+    failed > last.failed && stored == last.stored
+}
+
+/// After a call sccache compiled, with the GitHub Actions cache as its backend: at most once per
+/// [`LOOK_EVERY`], asks the server how its writes went. When writes failed since the last look and
+/// none was stored (the service answers 429 past 200 uploads a minute, and sccache 0.16 makes each
+/// compile wait for its failed upload), the breaker opens for [`THROTTLE_COOLDOWN`]: calls compile
+/// directly meanwhile, which costs less than a miss through sccache whose entry cannot be kept,
+/// and sends the service nothing. The half-open probe then starts a fresh server, whose start-up
+/// check writes once: still throttled, sccache starts read-only, its first miss counts a failed
+/// write and the breaker opens again.
+pub fn after_forward(config: &crate::config::Config, sccache: &Path, key: &str) {
+    if !enabled_by_env() || read_only_by_choice() {
+        return;
+    }
+    let Some(dir) = config.state_dir.as_deref() else {
+        return;
+    };
+    let file = writes_file(dir, key);
+    let fresh = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < LOOK_EVERY);
+    if fresh {
+        return;
+    }
+    let last = read_writes(dir, key);
+    // Claims this look before asking, so that the calls finishing meanwhile do not ask too.
+    write_writes(dir, key, &last.unwrap_or_default());
+    let Some((failed, stored)) = crate::server::stats(sccache, Duration::from_secs(2))
+        .as_ref()
+        .and_then(write_figures)
+    else {
+        return;
+    };
+    if !storm(last, failed, stored) {
+        let throttled_at = last.and_then(|w| w.throttled_at);
+        write_writes(
+            dir,
+            key,
+            &Writes {
+                failed,
+                stored,
+                throttled_at,
+            },
+        );
+        return;
+    }
+    // No call forwards again before the half-open probe has replaced this server with a fresh
+    // one, whose figures start from zero: so do the ones kept.
+    let throttled_at = Some(crate::state::now_secs());
+    write_writes(
+        dir,
+        key,
+        &Writes {
+            throttled_at,
+            ..Writes::default()
+        },
+    );
+    // `MAYBE_SCCACHE_COOLDOWN` shortens it (the tests), never lengthens it.
+    let cooldown = THROTTLE_COOLDOWN.min(config.cooldown);
+    crate::state::trip(
+        Some(dir),
+        key,
+        cooldown,
+        crate::state::Trip::GhaThrottled {
+            failed: failed - last.filter(|w| w.failed <= failed).map_or(0, |w| w.failed),
+            cooldown_secs: cooldown.as_secs(),
+        },
+    );
+}
+
+/// For `status`, with the GitHub Actions cache in use: whether the user made it read-only
+/// (`read_only`), the running server's write figures (`failed`, `stored`; null without a server) and whether writes were throttled (`throttled`,
+/// with `throttled_at`: when the shim last found them failing and compiled directly). `None`
+/// when GHA is not in use.
+pub fn writes_report(
+    figures: Option<(u64, u64)>,
+    state_dir: Option<&Path>,
+    key: &str,
+) -> Option<serde_json::Value> {
+    if !enabled_by_env() {
+        return None;
+    }
+    let at = state_dir
+        .and_then(|d| read_writes(d, key))
+        .and_then(|w| w.throttled_at);
+    Some(serde_json::json!({
+        "read_only": read_only_by_choice(),
+        "failed": figures.map(|f| f.0),
+        "stored": figures.map(|f| f.1),
+        "throttled": at.is_some(),
+        "throttled_at": at,
+    }))
+}
+
+/// One line of `status` for [`writes_report`]'s figures.
+pub fn writes_words(report: &serde_json::Value) -> String {
+    let mut words = match (report["failed"].as_u64(), report["stored"].as_u64()) {
+        _ if report["read_only"].as_bool() == Some(true) => {
+            "none: read-only (SCCACHE_GHA_RW_MODE)".to_owned()
+        }
+        (Some(failed), Some(stored)) => format!("{failed} failed, {stored} stored"),
+        _ => "no server to ask".to_owned(),
+    };
+    if let Some(at) = report["throttled_at"].as_u64() {
+        let ago = crate::state::now_secs().saturating_sub(at);
+        words.push_str(&format!(
+            "; throttled {ago} s ago (calls then compiled directly for up to {} s)",
+            THROTTLE_COOLDOWN.as_secs()
+        ));
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_is_failures_without_a_stored_write_since_the_last_look() {
+        let w = |failed, stored| {
+            Some(Writes {
+                failed,
+                stored,
+                throttled_at: None,
+            })
+        };
+        // First look at a server: any failure with nothing stored.
+        assert!(storm(None, 1, 0));
+        assert!(!storm(None, 0, 0));
+        assert!(!storm(None, 3, 5));
+        // Since the last look.
+        assert!(storm(w(2, 5), 4, 5));
+        assert!(!storm(w(2, 5), 2, 5));
+        assert!(!storm(w(2, 5), 4, 6));
+        // Fewer than last time: a new server, counted from zero.
+        assert!(storm(w(9, 5), 1, 0));
+        assert!(!storm(w(9, 5), 1, 1));
+    }
+}
