@@ -28,11 +28,13 @@ mod config;
 mod connect;
 pub mod gha;
 mod resolve;
+mod served;
 
 pub use config::config_file_path;
 use config::*;
 use connect::*;
 use resolve::*;
+pub use served::detect_or_served;
 
 /// How an endpoint is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

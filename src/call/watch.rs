@@ -201,7 +201,9 @@ impl Watcher {
         let stats = server::stats(&self.sccache, STATS_ANSWER);
         let errors = stats.as_ref().and_then(server::errors_in);
         let distributing = stats.as_ref().is_some_and(server::distributes);
-        let backends = self.backends.get_or_insert_with(backend::detect);
+        let backends = self
+            .backends
+            .get_or_insert_with(|| backend::detect_or_served(stats.as_ref()));
         let answers = backend::probe_all(backends, PROBE_ANSWER);
         let (backend_failing, backend_answers) = read_probes(backends, &answers);
         Observation {
