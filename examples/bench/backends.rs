@@ -57,7 +57,10 @@ impl Bench {
             }
         }
         let cloud = self.section_cloud(&project, &out.plain);
-        out.cloud = self.settle("section 3c (the GitHub Actions cache and Azure Blob)", cloud);
+        out.cloud = self.settle(
+            "section 3c (the GitHub Actions cache and Azure Blob)",
+            cloud,
+        );
         let _ = fs::remove_dir_all(&project.target);
         Ok(out)
     }

@@ -112,7 +112,13 @@ impl Bench {
         out.plain = plain.to_vec();
         if out.plain.is_empty() {
             for _ in 0..if self.opts.quick { 1 } else { 3 } {
-                let b = self.build("cloud plain", project, &Lane::Plain, self.opts.timeout, None)?;
+                let b = self.build(
+                    "cloud plain",
+                    project,
+                    &Lane::Plain,
+                    self.opts.timeout,
+                    None,
+                )?;
                 self.expect_pass("chain plain build", &b);
                 out.plain.push(b.secs);
             }
@@ -269,7 +275,9 @@ impl Bench {
             .arg(&control)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| format!("cannot run gha_cache.py: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run gha_cache.py: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = fs::read_to_string(&ready) {
@@ -334,8 +342,7 @@ impl Bench {
                 cell(shim),
                 cell(alone),
                 plain.map_or("n/a".into(), |p| format!("{p:.2} s")),
-                shim.fired_at
-                    .map_or("-".into(), |t| format!("{t:.1} s")),
+                shim.fired_at.map_or("-".into(), |t| format!("{t:.1} s")),
                 shim.breaker.as_deref().unwrap_or("").replace('|', "\\|"),
             );
         }

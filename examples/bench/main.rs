@@ -12,9 +12,9 @@
 //! 2. A real crates.io dependency graph (`examples/bench/graph`, pinned by its Cargo.lock):
 //!    plain, sccache and shim builds, cold and warm.
 //! 3. Faults with a real Redis: the backend unreachable from the start, and killed mid-build.
+//!    3b and 3c: remote backends that stop answering (`backends.rs`), and the GitHub Actions
+//!    cache and Azure Blob (`cloud.rs`), each fault beside sccache alone and plain cargo.
 //! 4. The fallback path's cost on the graph: the shim without sccache against plain cargo.
-//! 3b/3c. Remote backends that stop answering (`backends.rs`), and the GitHub Actions cache and
-//!    Azure Blob (`cloud.rs`), each fault beside sccache alone and plain cargo.
 //! 5. C and C++: a crates.io graph whose build script compiles C with the `cc` crate
 //!    (`examples/bench/cgraph`), sccache alone against the shim through its `sccache` alias,
 //!    cold and warm, with sccache's C/C++ hit counts.
@@ -252,7 +252,10 @@ impl Opts {
 fn run_cloud_only(b: &mut Bench) -> Res<usize> {
     let project = b.chain_project()?;
     let cloud = b.section_cloud(&project, &[]);
-    let cloud = b.settle("section 3c (the GitHub Actions cache and Azure Blob)", cloud);
+    let cloud = b.settle(
+        "section 3c (the GitHub Actions cache and Azure Blob)",
+        cloud,
+    );
     let _ = fs::remove_dir_all(&project.target);
     let mut table = String::new();
     b.render_cloud(&mut table, cloud.as_ref());
