@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::{fs, io, thread};
 
+use crate::cloud::CloudFaults;
 use crate::measure::{count_libs, median, ratio, tail, Build, Lane, Outcome, Project};
 use crate::per_call::Who;
 use crate::procs::{free_port, Server};
@@ -26,31 +27,7 @@ impl Bench {
             return Ok(out);
         }
         say!("section 3b: remote backends on an 8-crate chain");
-        let dir = self.scratch_path("chain");
-        write_chain_workspace(&dir, CHAIN_CRATES)?;
-        let manifest = dir.join("Cargo.toml");
-        let id = self.new_id("chain-lockfile");
-        let mut env = self.env_plain();
-        env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
-        let mut cmd = self.command(&self.cargo, &env, &id);
-        cmd.args(["generate-lockfile", "--offline", "--manifest-path"])
-            .arg(&manifest);
-        match self.run_bounded(cmd, Duration::from_secs(120))? {
-            Some((st, _)) if st.success() => {}
-            Some((st, text)) => {
-                return Err(format!(
-                    "cargo generate-lockfile: {st}: {}",
-                    tail(&text, 10)
-                ))
-            }
-            None => return Err("cargo generate-lockfile did not finish".into()),
-        }
-        let project = Project {
-            target: self.scratch_path("chain-target"),
-            manifest,
-            what: format!("a generated chain of {CHAIN_CRATES} library crates and a binary"),
-            kill_after: 3,
-        };
+        let project = self.chain_project()?;
         let limit = self.opts.timeout;
         let plain_runs = if self.opts.quick { 1 } else { 3 };
         for _ in 0..plain_runs {
@@ -79,8 +56,43 @@ impl Bench {
                 out.rows.push((kind, scenario, b));
             }
         }
+        let cloud = self.section_cloud(&project, &out.plain);
+        out.cloud = self.settle(
+            "section 3c (the GitHub Actions cache and Azure Blob)",
+            cloud,
+        );
         let _ = fs::remove_dir_all(&project.target);
         Ok(out)
+    }
+
+    /// The chain of [`CHAIN_CRATES`] crates and a binary, written and locked in the scratch
+    /// directory, for sections 3b and 3c.
+    pub(crate) fn chain_project(&mut self) -> Res<Project> {
+        let dir = self.scratch_path("chain");
+        write_chain_workspace(&dir, CHAIN_CRATES)?;
+        let manifest = dir.join("Cargo.toml");
+        let id = self.new_id("chain-lockfile");
+        let mut env = self.env_plain();
+        env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
+        let mut cmd = self.command(&self.cargo, &env, &id);
+        cmd.args(["generate-lockfile", "--offline", "--manifest-path"])
+            .arg(&manifest);
+        match self.run_bounded(cmd, Duration::from_secs(120))? {
+            Some((st, _)) if st.success() => {}
+            Some((st, text)) => {
+                return Err(format!(
+                    "cargo generate-lockfile: {st}: {}",
+                    tail(&text, 10)
+                ))
+            }
+            None => return Err("cargo generate-lockfile did not finish".into()),
+        }
+        Ok(Project {
+            target: self.scratch_path("chain-target"),
+            manifest,
+            what: format!("a generated chain of {CHAIN_CRATES} library crates and a binary"),
+            kill_after: 3,
+        })
     }
 
     pub(crate) fn backend_build(
@@ -205,6 +217,7 @@ impl Bench {
             );
         }
         let _ = writeln!(r);
+        self.render_cloud(r, f.cloud.as_ref());
     }
 }
 
@@ -216,6 +229,8 @@ pub(crate) struct BackendFaults {
     pub(crate) plain: Vec<f64>,
     pub(crate) rows: Vec<(BKind, Scenario, Build)>,
     pub(crate) skipped: Vec<String>,
+    /// Section 3c, measured on the same chain.
+    pub(crate) cloud: Option<CloudFaults>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

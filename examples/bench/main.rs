@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--readme README.md]
 //!                                        [--shim PATH] [--reps N] [--runs N] [--timeout SECS]
-//!                                        [--keep-temp]
+//!                                        [--keep-temp] [--only cloud]
 //! ```
 //!
 //! 1. Per-call overhead of `rustc -vV` and of a tiny one-file compile: rustc alone, an exec-only
@@ -12,6 +12,8 @@
 //! 2. A real crates.io dependency graph (`examples/bench/graph`, pinned by its Cargo.lock):
 //!    plain, sccache and shim builds, cold and warm.
 //! 3. Faults with a real Redis: the backend unreachable from the start, and killed mid-build.
+//!    3b and 3c: remote backends that stop answering (`backends.rs`), and the GitHub Actions
+//!    cache and Azure Blob (`cloud.rs`), each fault beside sccache alone and plain cargo.
 //! 4. The fallback path's cost on the graph: the shim without sccache against plain cargo.
 //! 5. C and C++: a crates.io graph whose build script compiles C with the `cc` crate
 //!    (`examples/bench/cgraph`), sccache alone against the shim through its `sccache` alias,
@@ -33,7 +35,7 @@
 //! scratch directory and the lanes' environments; `procs.rs` runs, waits for and sweeps up
 //! processes; `sccache.rs` talks to sccache's servers; `measure.rs` is the measuring core (one
 //! timed build, medians and confidence intervals); one module per section (`per_call.rs`,
-//! `graph.rs`, `faults.rs`, `backends.rs`, `fallback.rs`, `c_cpp.rs`); `report.rs` writes the
+//! `graph.rs`, `faults.rs`, `backends.rs`, `cloud.rs`, `fallback.rs`, `c_cpp.rs`); `report.rs` writes the
 //! markdown and the README headline.
 
 /// A progress line on stderr, with the seconds since the start.
@@ -49,6 +51,8 @@ macro_rules! say {
 mod backends;
 #[cfg(unix)]
 mod c_cpp;
+#[cfg(unix)]
+mod cloud;
 #[cfg(unix)]
 mod fallback;
 #[cfg(unix)]
@@ -119,6 +123,8 @@ usage: cargo run --release --example bench -- [options]
                     the tiny compile gets N*3/8
   --timeout SECS    limit for one build (default 300, quick 180)
   --keep-temp       leave the scratch directory behind (for debugging)
+  --only cloud      run only section 3c (the GitHub Actions cache and Azure Blob) and print
+                    its table; written to --out only when --out is given, never to --readme
 
 sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache` on PATH.
 ";
@@ -166,6 +172,10 @@ struct Opts {
     compile_runs: usize,
     timeout: Duration,
     keep_temp: bool,
+    /// `--only cloud`: one section alone, its table printed.
+    only_cloud: bool,
+    /// `--out` was given (a partial run never overwrites the default report).
+    out_given: bool,
     args: Vec<String>,
 }
 
@@ -183,6 +193,8 @@ impl Opts {
             compile_runs: 0,
             timeout: Duration::from_secs(if quick { 180 } else { 300 }),
             keep_temp: false,
+            only_cloud: false,
+            out_given: false,
             args: args.clone(),
         };
         let mut it = args.into_iter();
@@ -196,7 +208,14 @@ impl Opts {
             match arg.as_str() {
                 "--quick" => {}
                 "--keep-temp" => opts.keep_temp = true,
-                "--out" => opts.out = it.next().ok_or("--out needs a path")?.into(),
+                "--out" => {
+                    opts.out = it.next().ok_or("--out needs a path")?.into();
+                    opts.out_given = true;
+                }
+                "--only" => match it.next().as_deref() {
+                    Some("cloud") => opts.only_cloud = true,
+                    _ => return Err("--only takes one section: cloud".into()),
+                },
                 "--readme" => opts.readme = Some(it.next().ok_or("--readme needs a path")?.into()),
                 "--shim" => opts.shim = Some(it.next().ok_or("--shim needs a path")?.into()),
                 "--reps" => opts.reps = number("--reps", it.next())? as usize,
@@ -207,6 +226,9 @@ impl Opts {
             }
         }
         opts.compile_runs = (opts.probe_runs * 3 / 8).max(3);
+        if opts.only_cloud && opts.readme.is_some() {
+            return Err("--only: a partial run never writes the README".into());
+        }
         Ok(Some(opts))
     }
 
@@ -224,6 +246,30 @@ impl Opts {
     }
 }
 
+/// `--only cloud`: section 3c on the chain of section 3b, its table on stdout (and in `--out`
+/// when given).
+#[cfg(unix)]
+fn run_cloud_only(b: &mut Bench) -> Res<usize> {
+    let project = b.chain_project()?;
+    let cloud = b.section_cloud(&project, &[]);
+    let cloud = b.settle(
+        "section 3c (the GitHub Actions cache and Azure Blob)",
+        cloud,
+    );
+    let _ = fs::remove_dir_all(&project.target);
+    let mut table = String::new();
+    b.render_cloud(&mut table, cloud.as_ref());
+    print!("{table}");
+    if b.opts.out_given {
+        fs::write(&b.opts.out, &table)
+            .map_err(|e| format!("cannot write {}: {e}", b.opts.out.display()))?;
+    }
+    for f in &b.failures {
+        eprintln!("bench: UNEXPECTED: {f}");
+    }
+    Ok(b.failures.len())
+}
+
 #[cfg(unix)]
 fn run(opts: Opts) -> Res<usize> {
     let mut b = Bench::setup(opts)?;
@@ -235,6 +281,9 @@ fn run(opts: Opts) -> Res<usize> {
         ));
     }
     say!("scratch directory {}", b.scratch.dir.display());
+    if b.opts.only_cloud {
+        return run_cloud_only(&mut b);
+    }
 
     let micro = b.section_micro();
     let micro = b.settle("section 1 (per-call overhead)", micro);

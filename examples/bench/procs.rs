@@ -154,6 +154,15 @@ impl Server {
         Ok(server)
     }
 
+    /// A server already started, listening on `port` (one that picks its own port and names
+    /// it in a file, like the GHA cache service).
+    pub(crate) fn adopt(child: Child, port: u16) -> Server {
+        Server {
+            child: Some(child),
+            port,
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

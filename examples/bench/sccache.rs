@@ -170,7 +170,19 @@ pub(crate) fn read_calls(state: &Path) -> Option<Calls> {
 
 /// The reason the shim's breaker gives, if it was tripped (best effort).
 pub(crate) fn read_breaker_reason(state: &Path) -> Option<String> {
-    let text = fs::read_to_string(state.join("breaker")).ok()?;
+    // The shim keeps one breaker per server (`breaker-<key>`, beside its `.lock`); each build
+    // here has a state dir of its own with one server in it.
+    let file = fs::read_dir(state)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("breaker-") && !n.ends_with(".lock"))
+        })
+        .unwrap_or_else(|| state.join("breaker"));
+    let text = fs::read_to_string(file).ok()?;
     let reason = text.lines().find_map(|l| l.strip_prefix("reason "))?;
     let mut reason = reason.trim().to_owned();
     if reason.len() > 120 {

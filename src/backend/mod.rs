@@ -29,11 +29,13 @@ mod connect;
 pub mod dist;
 pub mod gha;
 mod resolve;
+mod served;
 
 use config::*;
 pub use config::{config_file_path, dist_scheduler};
 use connect::*;
 use resolve::*;
+pub use served::detect_or_served;
 
 /// How an endpoint is spoken to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

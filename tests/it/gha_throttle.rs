@@ -6,7 +6,6 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::ci_backends::{gha_env, require_azurite, timed, warm_up, Azurite, GhaService};
 use crate::support::*;
 
 /// The number of library crates in the fixture (plus the `app` binary).

@@ -26,6 +26,7 @@ mod cargo_builds;
 mod ci_backends;
 mod ci_commands;
 mod cli;
+mod cloud_midbuild;
 mod dist;
 mod doctor;
 mod entry;

@@ -5,12 +5,10 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
@@ -198,98 +196,6 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A TCP proxy to a backend that can turn into a black hole: it then keeps accepting and holding
-/// connections, old and new, and never forwards or answers another byte. Stops when dropped.
-pub struct Proxy {
-    pub port: u16,
-    black_hole: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    pub fn to(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let black_hole = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let (bh, st, hd) = (black_hole.clone(), stop.clone(), held.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = client.set_nonblocking(false);
-                hd.lock().unwrap().push(client.try_clone().unwrap());
-                if bh.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                hd.lock().unwrap().push(server.try_clone().unwrap());
-                for (from, to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    let (bh, st) = (bh.clone(), st.clone());
-                    std::thread::spawn(move || pump(from, to, &bh, &st));
-                }
-            }
-        });
-        Proxy {
-            port,
-            black_hole,
-            stop,
-            held,
-        }
-    }
-
-    pub fn black_hole(&self) {
-        self.black_hole.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Copies bytes until either side closes; in black-hole mode, swallows them instead.
-fn pump(mut from: TcpStream, mut to: TcpStream, black_hole: &AtomicBool, stop: &AtomicBool) {
-    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 16 * 1024];
-    while !stop.load(Ordering::SeqCst) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if !black_hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    // A black hole never closes what it holds; the test's end does.
-    while black_hole.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = to.shutdown(Shutdown::Both);
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for s in self.held.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
     }
 }
 

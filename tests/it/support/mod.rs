@@ -12,6 +12,9 @@
 //! - `ports`: loopback ports reserved per test.
 //! - `files`: writing files and scripts, quoting, counting text.
 //! - `json`: the tiny JSON helpers.
+//! - `cloud`: azurite and the test-owned GitHub Actions cache service, and sccache's environment
+//!   for each.
+//! - `proxy`: a TCP proxy in front of a backend that can black-hole or slow down its replies.
 //! - `gha_runner`: a stand-in GitHub Actions runner for the action example (not re-exported).
 //! - `backend_servers`: real backend servers and a black-hole proxy for the backend tests (not
 //!   re-exported).
@@ -19,6 +22,7 @@
 //!   re-exported).
 
 pub mod backend_servers;
+mod cloud;
 mod commands;
 pub mod dist_cluster;
 mod fakes;
@@ -27,18 +31,21 @@ mod fixtures;
 pub mod gha_runner;
 mod json;
 mod ports;
+mod proxy;
 mod run;
 mod sandbox;
 mod sccache;
 mod status;
 mod toolchain;
 
+pub use cloud::*;
 pub use commands::*;
 pub use fakes::*;
 pub use files::*;
 pub use fixtures::*;
 pub use json::*;
 pub use ports::*;
+pub use proxy::*;
 pub use run::*;
 pub use sandbox::*;
 pub use sccache::*;

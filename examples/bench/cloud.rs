@@ -1,0 +1,399 @@
+//! Section 3c: the GitHub Actions cache service and Azure Blob failing, on the chain of section
+//! 3b, against azurite and the test-owned v2 cache service (`tests/it/servers/gha_cache.py`,
+//! whose signed URLs point at azurite). Each fault is measured three ways: the shim with
+//! sccache, sccache alone as `RUSTC_WRAPPER` (stopped at a bounded time, since black-holed
+//! mid-build one of its calls waits for minutes) and plain cargo.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{fs, thread};
+
+use crate::backends::{BProxy, CHAIN_CRATES};
+use crate::measure::{count_libs, median, Build, Lane, Outcome, Project};
+use crate::per_call::Who;
+use crate::procs::{free_port, Server};
+use crate::sandbox::{find_on_path, mkdir, Bench};
+use crate::Res;
+
+/// A JWT-shaped runtime token that expires in 2100: the service never checks it, the shim reads
+/// its expiry.
+const TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln";
+/// azurite's well-known development account key (public, in azurite's documentation).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// How long sccache alone may take over one faulty build.
+const ALONE_LIMIT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Row {
+    AzureBlackHoledMid,
+    GhaBlackHoledMid,
+    GhaRefusedAtStart,
+    GhaUnresolvableAtStart,
+    GhaBlackHoledAtStart,
+}
+
+impl Row {
+    const ALL: [Row; 5] = [
+        Row::AzureBlackHoledMid,
+        Row::GhaBlackHoledMid,
+        Row::GhaRefusedAtStart,
+        Row::GhaUnresolvableAtStart,
+        Row::GhaBlackHoledAtStart,
+    ];
+
+    fn backend(self) -> &'static str {
+        match self {
+            Row::AzureBlackHoledMid => "Azure",
+            _ => "GHA",
+        }
+    }
+
+    fn fault(self) -> &'static str {
+        match self {
+            Row::AzureBlackHoledMid | Row::GhaBlackHoledMid => "black-holed mid-build",
+            Row::GhaRefusedAtStart => "refused at start",
+            Row::GhaUnresolvableAtStart => "unresolvable at start (`.invalid`)",
+            Row::GhaBlackHoledAtStart => "black-holed at start",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Row::AzureBlackHoledMid => "azure-hole-mid",
+            Row::GhaBlackHoledMid => "gha-hole-mid",
+            Row::GhaRefusedAtStart => "gha-refused",
+            Row::GhaUnresolvableAtStart => "gha-invalid",
+            Row::GhaBlackHoledAtStart => "gha-hole-start",
+        }
+    }
+
+    fn mid_build(self) -> bool {
+        matches!(self, Row::AzureBlackHoledMid | Row::GhaBlackHoledMid)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct CloudFaults {
+    pub(crate) plain: Vec<f64>,
+    pub(crate) rows: Vec<(Row, Build, Build)>,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) alone_limit: u64,
+}
+
+/// What one build talks to: azurite, the GHA service in front of it, a proxy; all stopped when
+/// dropped.
+struct Rig {
+    _azurite: Option<Server>,
+    _gha: Option<Server>,
+    proxy: Option<BProxy>,
+    env: Vec<(String, String)>,
+}
+
+impl Bench {
+    /// The five rows on `project` (the chain of section 3b); `plain` holds that section's plain
+    /// builds, or is empty and then plain builds are made here.
+    pub(crate) fn section_cloud(&mut self, project: &Project, plain: &[f64]) -> Res<CloudFaults> {
+        let mut out = CloudFaults {
+            alone_limit: ALONE_LIMIT.min(self.opts.timeout).as_secs(),
+            ..CloudFaults::default()
+        };
+        let Some(azurite) = find_azurite() else {
+            out.skipped.push(
+                "azurite-blob was not found (MAYBE_SCCACHE_TEST_AZURITE; `. tests/setup.sh` \
+                 installs it)"
+                    .into(),
+            );
+            return Ok(out);
+        };
+        say!("section 3c: the GitHub Actions cache and Azure Blob");
+        out.plain = plain.to_vec();
+        if out.plain.is_empty() {
+            for _ in 0..if self.opts.quick { 1 } else { 3 } {
+                let b = self.build(
+                    "cloud plain",
+                    project,
+                    &Lane::Plain,
+                    self.opts.timeout,
+                    None,
+                )?;
+                self.expect_pass("chain plain build", &b);
+                out.plain.push(b.secs);
+            }
+        }
+        for row in Row::ALL {
+            let mut shim_and_alone = Vec::new();
+            for who in [Who::ShimSccache, Who::Sccache] {
+                let b = self.cloud_build(project, row, who, &azurite, out.alone_limit)?;
+                if who == Who::ShimSccache {
+                    self.expect_pass(&format!("chain, {} {}", row.backend(), row.fault()), &b);
+                }
+                shim_and_alone.push(b);
+            }
+            let alone = shim_and_alone.pop().ok_or("no build")?;
+            let shim = shim_and_alone.pop().ok_or("no build")?;
+            out.rows.push((row, shim, alone));
+        }
+        Ok(out)
+    }
+
+    fn cloud_build(
+        &mut self,
+        project: &Project,
+        row: Row,
+        who: Who,
+        azurite: &Path,
+        alone_limit: u64,
+    ) -> Res<Build> {
+        let what = format!("cloud-{}-{}", row.slug(), who.slug());
+        let rig = self.rig(row, azurite, &what)?;
+        let mut sc = self.new_sc(&what, None)?;
+        sc.extra = rig.env.clone();
+        let lane = match who {
+            Who::Sccache => Lane::Sccache(&sc),
+            _ => Lane::Shim {
+                sc: Some(&sc),
+                state: self.new_state(&what)?,
+            },
+        };
+        let limit = match who {
+            Who::Sccache => Duration::from_secs(alone_limit),
+            _ => self.opts.timeout,
+        };
+        let deps = project.target.join("debug").join("deps");
+        let threshold = project.kill_after;
+        let proxy = rig.proxy.as_ref();
+        let mut watch = |_: Duration| -> bool {
+            if count_libs(&deps) < threshold {
+                return false;
+            }
+            if let Some(p) = proxy {
+                p.black_hole();
+            }
+            true
+        };
+        let label = format!("{} {}: {}", row.backend(), row.fault(), who.slug());
+        let b = self.build(
+            &label,
+            project,
+            &lane,
+            limit,
+            if row.mid_build() {
+                Some(&mut watch)
+            } else {
+                None
+            },
+        )?;
+        drop(rig);
+        Ok(b)
+    }
+
+    /// The servers and sccache's environment for one build of `row`.
+    fn rig(&self, row: Row, azurite: &Path, what: &str) -> Res<Rig> {
+        let mut rig = Rig {
+            _azurite: None,
+            _gha: None,
+            proxy: None,
+            env: Vec::new(),
+        };
+        let results_url = match row {
+            Row::GhaRefusedAtStart => format!("http://127.0.0.1:{}/", free_port()?),
+            Row::GhaUnresolvableAtStart => "http://gha-cache.invalid/".into(),
+            Row::GhaBlackHoledAtStart => {
+                let p = BProxy::to(free_port()?)?;
+                p.black_hole();
+                let url = format!("http://127.0.0.1:{}/", p.port);
+                rig.proxy = Some(p);
+                url
+            }
+            Row::AzureBlackHoledMid | Row::GhaBlackHoledMid => {
+                let dir = self.scratch_path(what);
+                mkdir(&dir)?;
+                let az = self.start_azurite(azurite, &dir, what)?;
+                let az_url = format!("http://127.0.0.1:{}", az.port);
+                rig._azurite = Some(az);
+                if row == Row::AzureBlackHoledMid {
+                    servers_script("azure_sas.py", &["create-container", &az_url, "sccache"])?;
+                    let p = BProxy::to(rig._azurite.as_ref().map_or(0, |s| s.port))?;
+                    rig.env = vec![
+                        (
+                            "SCCACHE_AZURE_CONNECTION_STRING".into(),
+                            format!(
+                                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;\
+                                 AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{}/\
+                                 devstoreaccount1;",
+                                p.port
+                            ),
+                        ),
+                        ("SCCACHE_AZURE_BLOB_CONTAINER".into(), "sccache".into()),
+                    ];
+                    rig.proxy = Some(p);
+                    return Ok(rig);
+                }
+                let gha = self.start_gha(&az_url, &dir, what)?;
+                let p = BProxy::to(gha.port)?;
+                rig._gha = Some(gha);
+                let url = format!("http://127.0.0.1:{}/", p.port);
+                rig.proxy = Some(p);
+                url
+            }
+        };
+        rig.env = vec![
+            ("SCCACHE_GHA_ENABLED".into(), "true".into()),
+            ("ACTIONS_CACHE_SERVICE_V2".into(), "on".into()),
+            ("ACTIONS_RESULTS_URL".into(), results_url),
+            ("ACTIONS_RUNTIME_TOKEN".into(), TOKEN.into()),
+        ];
+        Ok(rig)
+    }
+
+    fn start_azurite(&self, program: &Path, dir: &Path, id: &str) -> Res<Server> {
+        let port = free_port()?;
+        let mut cmd = self.command(program, &self.env_plain(), id);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.join("azurite"))
+            .args(["--skipApiVersionCheck", "--loose", "--silent"]);
+        Server::start(cmd, port, "azurite", Duration::from_secs(60))
+    }
+
+    /// The GHA service binds ports of its own choosing and names them in its ready file.
+    fn start_gha(&self, azurite_url: &str, dir: &Path, id: &str) -> Res<Server> {
+        let ready = dir.join("gha-ready.json");
+        let control = dir.join("gha-control.json");
+        fs::write(&control, "{}").map_err(|e| e.to_string())?;
+        let python = find_on_path("python3").ok_or("python3 was not found")?;
+        let mut cmd = self.command(&python, &self.env_plain(), id);
+        cmd.arg(servers_dir().join("gha_cache.py"))
+            .arg("--azurite")
+            .arg(azurite_url)
+            .arg("--ready")
+            .arg(&ready)
+            .arg("--control")
+            .arg(&control)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run gha_cache.py: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = fs::read_to_string(&ready) {
+                let port = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["service"].as_u64())
+                    .ok_or("gha_cache.py wrote no service port")?;
+                return Ok(Server::adopt(child, port as u16));
+            }
+            if Instant::now() > deadline {
+                return Err("gha_cache.py did not start in 60 s".into());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn render_cloud(&self, r: &mut String, f: Option<&CloudFaults>) {
+        let _ = writeln!(r, "## 3c. The GitHub Actions cache and Azure Blob\n");
+        let Some(f) = f else {
+            let _ = writeln!(r, "Not measured (see Unexpected failures).\n");
+            return;
+        };
+        for why in &f.skipped {
+            let _ = writeln!(r, "Skipped: {why}.\n");
+        }
+        if f.rows.is_empty() {
+            return;
+        }
+        let plain = (!f.plain.is_empty()).then(|| median(&f.plain));
+        let _ = writeln!(
+            r,
+            "The chain of section 3b ({CHAIN_CRATES} library crates and a binary), against \
+             azurite and the test-owned v2 GitHub Actions cache service \
+             (`tests/it/servers/gha_cache.py`, its signed URLs pointing at azurite), real \
+             sccache, a fresh server, cache and shim state per build. *Black-holed*: a proxy \
+             in front of azurite (Azure) or of the service (GHA) that accepts connections and \
+             never answers; mid-build it fires once {} crates are in `target/debug/deps`. \
+             *Refused*: nothing listens at `ACTIONS_RESULTS_URL`. sccache alone is stopped \
+             after {} s. Plain cargo: median of {} build(s), {}. Target (issues 16 and 18): \
+             the shim at most 35 s over plain cargo.\n",
+            3,
+            f.alone_limit,
+            f.plain.len(),
+            plain.map_or("n/a".into(), |p| format!("{p:.2} s")),
+        );
+        let _ = writeln!(
+            r,
+            "| backend | fault | shim with sccache | sccache alone | plain cargo | shim − plain \
+             | fault at | breaker |"
+        );
+        let _ = writeln!(r, "|---|---|---:|---:|---:|---:|---:|---|");
+        for (row, shim, alone) in &f.rows {
+            let extra = match (shim.outcome_passed(), plain) {
+                (true, Some(p)) => format!("{:+.1} s", shim.secs - p),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                r,
+                "| {} | {} | {} | {} | {} | {extra} | {} | {} |",
+                row.backend(),
+                row.fault(),
+                cell(shim),
+                cell(alone),
+                plain.map_or("n/a".into(), |p| format!("{p:.2} s")),
+                shim.fired_at.map_or("-".into(), |t| format!("{t:.1} s")),
+                shim.breaker.as_deref().unwrap_or("").replace('|', "\\|"),
+            );
+        }
+        let _ = writeln!(r);
+    }
+}
+
+/// A build's time and outcome in one table cell: `12.3 s`, `10.1 s, failed`, `> 300 s`.
+fn cell(b: &Build) -> String {
+    match &b.outcome {
+        Outcome::Passed => format!("{:.1} s", b.secs),
+        Outcome::Failed(_) => format!("{:.1} s, failed", b.secs),
+        Outcome::TimedOut(n) => format!("> {n} s"),
+    }
+}
+
+fn servers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/servers")
+}
+
+/// Runs one of the test servers' helper scripts to its end.
+fn servers_script(script: &str, args: &[&str]) -> Res<()> {
+    let out = Command::new("python3")
+        .arg(servers_dir().join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("python3 {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "python3 {script} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// azurite's blob server: `MAYBE_SCCACHE_TEST_AZURITE`, else where `tests/setup.sh` or
+/// `.ci/run` install it, else `PATH`.
+fn find_azurite() -> Option<PathBuf> {
+    if let Some(given) = std::env::var_os("MAYBE_SCCACHE_TEST_AZURITE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(given)).filter(|p| p.is_file());
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    let installed = cache.into_iter().flat_map(|c| {
+        ["maybe-sccache-tests", "maybe-sccache-ci"]
+            .map(|d| c.join(d).join("npm/node_modules/.bin/azurite-blob"))
+    });
+    installed
+        .chain(find_on_path("azurite-blob"))
+        .find(|p| p.is_file())
+}
