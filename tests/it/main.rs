@@ -27,6 +27,7 @@ mod ci_backends;
 mod ci_commands;
 mod cli;
 mod dist;
+mod dist_faults;
 mod doctor;
 mod entry;
 mod fallback;

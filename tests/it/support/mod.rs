@@ -21,6 +21,7 @@
 pub mod backend_servers;
 mod commands;
 pub mod dist_cluster;
+pub mod dist_jwt;
 mod fakes;
 mod files;
 mod fixtures;
