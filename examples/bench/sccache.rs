@@ -182,7 +182,16 @@ pub(crate) fn read_calls(state: &Path) -> Option<Calls> {
 
 /// The reason the shim's breaker gives, if it was tripped (best effort).
 pub(crate) fn read_breaker_reason(state: &Path) -> Option<String> {
-    let text = fs::read_to_string(state.join("breaker")).ok()?;
+    // One file per server, `breaker-<server key>` (a lane's state dir sees one server); the
+    // lock files beside them end in `.lock`.
+    let text = fs::read_dir(state)
+        .ok()?
+        .flatten()
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("breaker") && !name.ends_with(".lock")
+        })
+        .and_then(|e| fs::read_to_string(e.path()).ok())?;
     let reason = text.lines().find_map(|l| l.strip_prefix("reason "))?;
     let mut reason = reason.trim().to_owned();
     if reason.len() > 120 {
