@@ -17,6 +17,8 @@
 //!   re-exported).
 //! - `dist_cluster`: a real sccache-dist scheduler and build server for the dist tests (not
 //!   re-exported).
+//! - `dist_jwt`: RS256 client tokens and the JWKS server a JWT-validating scheduler reads (not
+//!   re-exported).
 
 pub mod backend_servers;
 mod commands;
