@@ -109,7 +109,8 @@ impl Bench {
     pub(crate) fn section_dist(&mut self, project: &Project) -> Res<Dist> {
         let mut d = Dist {
             cap: Duration::from_secs(if self.opts.quick { 30 } else { 120 }),
-            what: project.what.clone(),
+            // The small graph in both modes; its description begins with "(quick mode)".
+            what: project.what.trim_start_matches("(quick mode) ").to_owned(),
             ..Dist::default()
         };
         let (sccache, dist) = match find_tools() {
@@ -346,10 +347,15 @@ impl Bench {
             r,
             "**Faults**, one run each, a fresh cluster, sccache server and shim state dir \
              per build; sccache alone is stopped after {} s (shown as \"> {} s\"). \"Extra\" \
-             is over the median plain build ({}).\n",
+             is over the median plain build ({}; its runs: {}).\n",
             d.cap.as_secs(),
             d.cap.as_secs(),
-            plain.map_or("n/a".into(), |p| format!("{p:.2} s"))
+            plain.map_or("n/a".into(), |p| format!("{p:.2} s")),
+            d.plain
+                .iter()
+                .map(|b| format!("{:.2} s", b.secs))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let _ = writeln!(
             r,
