@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--readme README.md]
 //!                                        [--shim PATH] [--reps N] [--runs N] [--timeout SECS]
-//!                                        [--keep-temp] [--only cloud]
+//!                                        [--keep-temp] [--only cloud|dist]
 //! ```
 //!
 //! 1. Per-call overhead of `rustc -vV` and of a tiny one-file compile: rustc alone, an exec-only
@@ -18,6 +18,10 @@
 //! 5. C and C++: a crates.io graph whose build script compiles C with the `cc` crate
 //!    (`examples/bench/cgraph`), sccache alone against the shim through its `sccache` alias,
 //!    cold and warm, with sccache's C/C++ hit counts.
+//! 6. sccache-dist (`examples/bench/dist.rs`): a real scheduler and build server on 127.0.0.1,
+//!    the small graph distributed through sccache alone and through the shim, and each fault's
+//!    cost beside both and plain cargo. Skipped, with a note, without sccache-dist, bubblewrap
+//!    or root.
 //!
 //! `--quick` is the smoke mode CI runs: few runs, and small pinned crates.io graphs
 //! (`examples/bench/graph-quick`, `examples/bench/cgraph-quick`) instead of the big ones, fetched
@@ -53,6 +57,7 @@ mod backends;
 mod c_cpp;
 #[cfg(unix)]
 mod cloud;
+mod dist;
 #[cfg(unix)]
 mod fallback;
 #[cfg(unix)]
@@ -125,6 +130,7 @@ usage: cargo run --release --example bench -- [options]
   --keep-temp       leave the scratch directory behind (for debugging)
   --only cloud      run only section 3c (the GitHub Actions cache and Azure Blob) and print
                     its table; written to --out only when --out is given, never to --readme
+  --only dist       run section 6 (sccache-dist) alone
 
 sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache` on PATH.
 ";
@@ -176,6 +182,8 @@ struct Opts {
     only_cloud: bool,
     /// `--out` was given (a partial run never overwrites the default report).
     out_given: bool,
+    /// `--only dist`: section 6 alone.
+    only_dist: bool,
     args: Vec<String>,
 }
 
@@ -195,6 +203,7 @@ impl Opts {
             keep_temp: false,
             only_cloud: false,
             out_given: false,
+            only_dist: false,
             args: args.clone(),
         };
         let mut it = args.into_iter();
@@ -214,7 +223,8 @@ impl Opts {
                 }
                 "--only" => match it.next().as_deref() {
                     Some("cloud") => opts.only_cloud = true,
-                    _ => return Err("--only takes one section: cloud".into()),
+                    Some("dist") => opts.only_dist = true,
+                    _ => return Err("--only takes one section: cloud or dist".into()),
                 },
                 "--readme" => opts.readme = Some(it.next().ok_or("--readme needs a path")?.into()),
                 "--shim" => opts.shim = Some(it.next().ok_or("--shim needs a path")?.into()),
@@ -284,12 +294,27 @@ fn run(opts: Opts) -> Res<usize> {
     if b.opts.only_cloud {
         return run_cloud_only(&mut b);
     }
+    if b.opts.only_dist {
+        if b.opts.readme.is_some() {
+            return Err("--readme needs every section: leave out --only".into());
+        }
+        b.note("`--only dist`: sections 1 to 5 were not run.");
+    }
+    let all = !b.opts.only_dist;
 
-    let micro = b.section_micro();
-    let micro = b.settle("section 1 (per-call overhead)", micro);
+    let micro = if all {
+        let m = b.section_micro();
+        b.settle("section 1 (per-call overhead)", m)
+    } else {
+        None
+    };
 
-    let project = b.prepare_graph(if b.opts.quick { &QUICK_GRAPH } else { &GRAPH });
-    let project = b.settle("preparing the project for sections 2-4", project);
+    let project = if all {
+        let p = b.prepare_graph(if b.opts.quick { &QUICK_GRAPH } else { &GRAPH });
+        b.settle("preparing the project for sections 2-4", p)
+    } else {
+        None
+    };
 
     let graph = match &project {
         Some(p) => {
@@ -306,8 +331,12 @@ fn run(opts: Opts) -> Res<usize> {
         None => None,
     };
 
-    let cproject = b.prepare_graph(if b.opts.quick { &QUICK_CGRAPH } else { &CGRAPH });
-    let cproject = b.settle("preparing the C project for section 5", cproject);
+    let cproject = if all {
+        let p = b.prepare_graph(if b.opts.quick { &QUICK_CGRAPH } else { &CGRAPH });
+        b.settle("preparing the C project for section 5", p)
+    } else {
+        None
+    };
     let c = match &cproject {
         Some(p) => {
             let c = b.section_c(p);
@@ -315,8 +344,24 @@ fn run(opts: Opts) -> Res<usize> {
         }
         None => None,
     };
-    let backends = b.section_backends();
-    let backends = b.settle("section 3b (remote backends)", backends);
+    let backends = if all {
+        let f = b.section_backends();
+        b.settle("section 3b (remote backends)", f)
+    } else {
+        None
+    };
+
+    // Section 6 builds the small graph in both modes: a distributed build of the big one, a
+    // few times per fault, would take longer than every other section together.
+    let dproject = b.prepare_graph(&QUICK_GRAPH);
+    let dproject = b.settle("preparing the project for section 6", dproject);
+    let dist = match &dproject {
+        Some(p) => {
+            let d = b.section_dist(p);
+            b.settle("section 6 (sccache-dist)", d)
+        }
+        None => None,
+    };
 
     let report = b.render(
         micro.as_ref(),
@@ -324,8 +369,13 @@ fn run(opts: Opts) -> Res<usize> {
         graph.as_ref(),
         faults.as_ref(),
         (cproject.as_ref(), c.as_ref()),
-        backends.as_ref(),
+        (backends.as_ref(), dist.as_ref()),
     );
+    // A partial run never overwrites the default report: without `--out` it goes to stdout.
+    if b.opts.only_dist && !b.opts.out_given {
+        print!("{report}");
+        return Ok(b.failures.len());
+    }
     if let Some(dir) = b.opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }

@@ -8,6 +8,7 @@ use std::{fs, thread};
 
 use crate::backends::BackendFaults;
 use crate::c_cpp::CSection;
+use crate::dist::Dist;
 use crate::faults::Faults;
 use crate::graph::{Graph, Kind};
 use crate::measure::{median, ratio, spread, Build, Outcome, Project};
@@ -23,7 +24,8 @@ impl Bench {
         graph: Option<&Graph>,
         faults: Option<&Faults>,
         c: (Option<&Project>, Option<&CSection>),
-        backends: Option<&BackendFaults>,
+        // Section 3b's remote backends and section 6's cluster.
+        remote: (Option<&BackendFaults>, Option<&Dist>),
     ) -> String {
         let mut r = String::new();
         let o = &self.opts;
@@ -89,9 +91,10 @@ impl Bench {
         self.render_micro(&mut r, micro);
         self.render_graph(&mut r, project, graph);
         self.render_faults(&mut r, graph, faults);
-        self.render_backends(&mut r, backends);
+        self.render_backends(&mut r, remote.0);
         self.render_fallback(&mut r, micro, graph);
         self.render_c(&mut r, c.0, c.1);
+        self.render_dist(&mut r, remote.1);
 
         let _ = writeln!(r, "## Notes\n");
         let _ = writeln!(

@@ -75,12 +75,19 @@ pub(crate) struct Stats {
     /// sccache's `C/C++` language counters.
     pub(crate) c_hits: u64,
     pub(crate) c_misses: u64,
+    /// Compiles sccache-dist's build servers ran (`dist_compiles`, summed over servers).
+    pub(crate) dist: u64,
 }
 
 impl Stats {
     pub(crate) fn text(&self) -> String {
+        let remote = if self.dist > 0 {
+            format!(", {} remote", self.dist)
+        } else {
+            String::new()
+        };
         format!(
-            "{} requests, {} hits, {} misses, {} errors",
+            "{} requests, {} hits, {} misses, {} errors{remote}",
             self.requests, self.hits, self.misses, self.errors
         )
     }
@@ -135,7 +142,12 @@ pub(crate) fn parse_stats(json: &str) -> Option<Stats> {
             .and_then(|v| v.as_u64())
             .unwrap_or(0)
     };
+    let dist = s
+        .get("dist_compiles")
+        .and_then(|d| d.as_object())
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
     Some(Stats {
+        dist,
         c_hits: c_count("cache_hits"),
         c_misses: c_count("cache_misses"),
         requests: num("compile_requests"),

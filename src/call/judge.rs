@@ -62,6 +62,13 @@ pub fn judge(c: &Captured) -> Verdict {
         1 if c.stdout.is_empty() && dist_refused(&c.stderr) => {
             Verdict::SccacheFailed("sccache-dist-refused")
         }
+        // The compile ran on a build server of sccache-dist and failed there, and sccache hands
+        // that failure on as the compile's (mozilla/sccache#2777). It may be a real error, or
+        // one only the build server's sandbox makes (a file or variable there is not). Only a
+        // direct compile tells: `SccacheFailed` compiles directly and shows that output alone.
+        code if code != 0 && remote_job_failed(&c.stderr) => {
+            Verdict::SccacheFailed("sccache-dist-job-failed")
+        }
         code => Verdict::Compiled(code),
     }
 }
@@ -72,18 +79,7 @@ pub fn judge(c: &Captured) -> Verdict {
 /// first. A compiler's stderr never begins with such a line: rustc's begins with `error`,
 /// `warning` or a JSON object, a C compiler's with a file name or the compiler's own name.
 fn dist_refused(stderr: &[u8]) -> bool {
-    let mut in_log_record = false;
-    let first = lines(stderr).find(|l| {
-        if is_log_record_start(l) {
-            in_log_record = true;
-            return false;
-        }
-        if l.starts_with(b"sccache: ") {
-            in_log_record = false;
-            return false;
-        }
-        !in_log_record
-    });
+    let first = first_line_after_log(stderr, |l| l.starts_with(b"sccache: "));
     let Some(line) = first else {
         return false;
     };
@@ -97,6 +93,31 @@ fn dist_refused(stderr: &[u8]) -> bool {
     // Two more digits and `: `: an HTTP client error, 400 to 499.
     let code = &rest[at + marker.len()..];
     code.len() >= 4 && code[..2].iter().all(u8::is_ascii_digit) && &code[2..4] == b": "
+}
+
+/// The first line of `stderr` that is neither sccache's log nor `skipped`.
+fn first_line_after_log(stderr: &[u8], skipped: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
+    let mut in_log_record = false;
+    lines(stderr).find(|l| {
+        if is_log_record_start(l) {
+            in_log_record = true;
+            return false;
+        }
+        // A line of sccache's own ends its log record.
+        if l.starts_with(b"sccache: ") {
+            in_log_record = false;
+        }
+        !in_log_record && !skipped(l)
+    })
+}
+
+/// Is stderr a compile that failed on a build server? sccache 0.19 puts `sccache: Job failed on
+/// server <address>:` before the compiler's own stderr (after its log, if any); a compiler never
+/// writes that line, and never first.
+fn remote_job_failed(stderr: &[u8]) -> bool {
+    first_line_after_log(stderr, |_| false).is_some_and(|l| {
+        l.starts_with(b"sccache: Job failed on server ") && l.ends_with(b":") && l.len() > 31
+    })
 }
 
 /// sccache prints `sccache: Compiler killed by signal N` (exit 254) or `sccache: Compile
@@ -449,6 +470,38 @@ mod tests {
                 judge(&captured(1, "", not_refused)),
                 Verdict::Compiled(1),
                 "{not_refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_compile_that_failed_on_a_build_server_falls_back() {
+        let failed = "sccache: Job failed on server 127.0.0.1:10501:\nerror: no file here\n";
+        for code in [1, 101] {
+            assert_eq!(
+                judge(&captured(code, "", failed)),
+                Verdict::SccacheFailed("sccache-dist-job-failed")
+            );
+        }
+        let log = "[2026-12-06T20:33:00Z DEBUG sccache::config] Attempting to read config\n\
+                   file at \"/root/.config/sccache/config\"\n";
+        assert_eq!(
+            judge(&captured(1, "", &format!("{log}{failed}"))),
+            Verdict::SccacheFailed("sccache-dist-job-failed")
+        );
+        // A compile that passed on the build server, a line of the compiler's first, and
+        // look-alikes are the compiler's.
+        assert_eq!(judge(&captured(0, "", failed)), Verdict::Compiled(0));
+        for not_failed in [
+            "error: x\nsccache: Job failed on server 127.0.0.1:1:\n",
+            "sccache: Job failed on server :\nerror: x\n",
+            "sccache: Job failed on server 127.0.0.1:1 and more\nerror: x\n",
+            " sccache: Job failed on server 127.0.0.1:1:\n",
+        ] {
+            assert_eq!(
+                judge(&captured(1, "", not_failed)),
+                Verdict::Compiled(1),
+                "{not_failed:?}"
             );
         }
     }

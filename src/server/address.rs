@@ -192,6 +192,12 @@ mod tests {
             ("SCCACHE_DIR", "/c"),
         ];
         assert_ne!(base, key("port 4226", &redis));
+        // A config with `[dist]` and one without are different files: different breakers (see
+        // README, "Past one machine"), though one address still means one server.
+        assert_ne!(
+            key("port 4226", &[("SCCACHE_CONF", "/etc/sccache/dist.conf")]),
+            key("port 4226", &[("SCCACHE_CONF", "/etc/sccache/local.conf")])
+        );
         assert_eq!(key("port 4226", &redis), key("port 4226", &reordered));
         for other in [
             ("SCCACHE_LOG", "debug"),

@@ -96,7 +96,7 @@ fn write_workspace(ws: &Path, hello_c: &str) {
 }
 
 /// A sandbox using the fetched cargo home, with the fixture written (C returning `hello`).
-fn c_sandbox() -> Sandbox {
+pub(crate) fn c_sandbox() -> Sandbox {
     let (home, lock) = crates_io();
     let mut sb = Sandbox::new();
     sb.set_env("CARGO_HOME", home);
@@ -110,7 +110,7 @@ fn hello_source(value: u32) -> String {
 }
 
 /// `maybe-sccache alias` in the sandbox; returns the alias's path.
-fn make_alias(sb: &Sandbox) -> PathBuf {
+pub(crate) fn make_alias(sb: &Sandbox) -> PathBuf {
     let r = run(&mut sb.shim(["alias"]), SHORT);
     r.assert_success();
     assert!(r.stderr.is_empty(), "{}", r.describe());
@@ -118,13 +118,13 @@ fn make_alias(sb: &Sandbox) -> PathBuf {
 }
 
 /// `cargo build --offline` of the C fixture with `wrapper` as `RUSTC_WRAPPER`.
-fn c_build(sb: &Sandbox, wrapper: &Path) -> Run {
+pub(crate) fn c_build(sb: &Sandbox, wrapper: &Path) -> Run {
     let mut cmd = sb.cargo(&["build", "--offline", "--locked"]);
     cmd.env("RUSTC_WRAPPER", wrapper);
     run(&mut cmd, BUILD)
 }
 
-fn assert_app(sb: &Sandbox, hello: u32) {
+pub(crate) fn assert_app(sb: &Sandbox, hello: u32) {
     assert_eq!(
         sb.app_output(),
         app_line(hello),
@@ -133,7 +133,7 @@ fn assert_app(sb: &Sandbox, hello: u32) {
 }
 
 /// sccache's own lines (`sccache: …`) must never reach cargo.
-fn assert_no_sccache_text(r: &Run) {
+pub(crate) fn assert_no_sccache_text(r: &Run) {
     assert_eq!(count(&r.all(), "sccache: "), 0, "{}", r.describe());
     assert_eq!(count(&r.all(), "panicked"), 0, "{}", r.describe());
 }

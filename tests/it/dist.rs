@@ -14,7 +14,7 @@ use crate::support::dist_cluster::*;
 use crate::support::*;
 
 /// The sum of sccache's `dist_compiles` (per build server) in its statistics.
-fn dist_compiles(stats: &Json) -> u64 {
+pub(crate) fn dist_compiles(stats: &Json) -> u64 {
     stats
         .path(&["stats", "dist_compiles"])
         .map_or(0, Json::sum_counts)
@@ -22,7 +22,7 @@ fn dist_compiles(stats: &Json) -> u64 {
 
 /// A sandbox with the fixture written, sccache 0.19 on `PATH`, and its client configuration
 /// pointing at `scheduler_url` with `token`.
-fn dist_sandbox(sccache: &Path, scheduler_url: &str, token: &str) -> Sandbox {
+pub(crate) fn dist_sandbox(sccache: &Path, scheduler_url: &str, token: &str) -> Sandbox {
     let mut sb = Sandbox::new();
     configure_client(&mut sb, scheduler_url, token);
     sb.install_real_sccache(sccache);
@@ -31,7 +31,7 @@ fn dist_sandbox(sccache: &Path, scheduler_url: &str, token: &str) -> Sandbox {
 }
 
 /// A passing build through the shim, its wall time printed under `what`.
-fn timed_good_build(sb: &Sandbox, what: &str) -> Duration {
+pub(crate) fn timed_good_build(sb: &Sandbox, what: &str) -> Duration {
     let started = Instant::now();
     sb.assert_good_build();
     let took = started.elapsed();
@@ -40,7 +40,7 @@ fn timed_good_build(sb: &Sandbox, what: &str) -> Duration {
 }
 
 /// `cargo build` with sccache alone as `RUSTC_WRAPPER`.
-fn build_with_sccache_alone(sb: &Sandbox, sccache: &Path) -> Run {
+pub(crate) fn build_with_sccache_alone(sb: &Sandbox, sccache: &Path) -> Run {
     run(
         sb.cargo(&["build", "--offline"])
             .env("RUSTC_WRAPPER", sccache),
@@ -49,7 +49,7 @@ fn build_with_sccache_alone(sb: &Sandbox, sccache: &Path) -> Run {
 }
 
 /// The fallback counter for `reason` in `status --json`.
-fn fallbacks(sb: &Sandbox, reason: &str) -> u64 {
+pub(crate) fn fallbacks(sb: &Sandbox, reason: &str) -> u64 {
     let st = sb.status_json();
     st.path(&["counters", "fallback", reason])
         .and_then(Json::as_u64)

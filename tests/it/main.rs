@@ -10,7 +10,8 @@
 //! json), all re-exported from `support`, so `use crate::support::*;` brings them in; the
 //! stand-in GitHub Actions runner (`support::gha_runner`) is imported by the action tests only,
 //! the backend servers (`support::backend_servers`) by the backend tests, and the sccache-dist
-//! cluster (`support::dist_cluster`) by the dist tests.
+//! cluster (`support::dist_cluster`, `support::dist_jwt`) by the dist tests (`dist`,
+//! `dist_faults`).
 
 #![cfg(unix)]
 
@@ -28,6 +29,7 @@ mod ci_commands;
 mod cli;
 mod cloud_midbuild;
 mod dist;
+mod dist_faults;
 mod doctor;
 mod entry;
 mod fallback;

@@ -81,6 +81,22 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the scheduler and the build server and waits until the server has registered.
     pub fn start(dist: &Path) -> Cluster {
+        let token_auth = format!("type = \"token\"\ntoken = \"{CLIENT_TOKEN}\"\n");
+        Cluster::start_with(dist, &token_auth, true)
+    }
+
+    /// Starts the scheduler with `client_auth` (the body of its `[client_auth]` table), and the
+    /// build server when `with_server` (waiting until it has registered).
+    pub fn start_with(dist: &Path, client_auth: &str, with_server: bool) -> Cluster {
+        Cluster::try_start_with(dist, client_auth, with_server).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Cluster::start_with`], or the scheduler's log when it exits before it answers.
+    pub fn try_start_with(
+        dist: &Path,
+        client_auth: &str,
+        with_server: bool,
+    ) -> Result<Cluster, String> {
         let dir = tempfile::Builder::new()
             .prefix("msit-dist-")
             .tempdir()
@@ -107,7 +123,7 @@ impl Cluster {
             root.join("scheduler.conf"),
             format!(
                 "public_addr = \"127.0.0.1:{}\"\n\n\
-                 [client_auth]\ntype = \"token\"\ntoken = \"{CLIENT_TOKEN}\"\n\n\
+                 [client_auth]\n{client_auth}\n\
                  [server_auth]\ntype = \"jwt_hs256\"\nsecret_key = \"{key}\"\n",
                 cluster.scheduler_port
             ),
@@ -127,8 +143,11 @@ impl Cluster {
         )
         .unwrap();
         cluster.scheduler = Some(cluster.spawn("scheduler"));
-        cluster.start_server();
-        cluster
+        cluster.wait_for_scheduler()?;
+        if with_server {
+            cluster.start_server();
+        }
+        Ok(cluster)
     }
 
     /// The scheduler's URL.
@@ -183,6 +202,24 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Waits until the scheduler answers its status request; its log when it exited instead.
+    fn wait_for_scheduler(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.status().is_none() {
+            let exited = self.scheduler.as_mut().map(|c| c.try_wait());
+            if let Some(Ok(Some(status))) = exited {
+                return Err(format!("the scheduler exited ({status}); {}", self.logs()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not answer within 60 s; {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
     }
 
     /// The build server's pid.

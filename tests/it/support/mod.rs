@@ -20,11 +20,14 @@
 //!   re-exported).
 //! - `dist_cluster`: a real sccache-dist scheduler and build server for the dist tests (not
 //!   re-exported).
+//! - `dist_jwt`: RS256 client tokens and the JWKS server a JWT-validating scheduler reads (not
+//!   re-exported).
 
 pub mod backend_servers;
 mod cloud;
 mod commands;
 pub mod dist_cluster;
+pub mod dist_jwt;
 mod fakes;
 mod files;
 mod fixtures;
