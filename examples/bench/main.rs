@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--readme README.md]
 //!                                        [--shim PATH] [--reps N] [--runs N] [--timeout SECS]
-//!                                        [--keep-temp] [--only cloud|dist]
+//!                                        [--keep-temp] [--only calls|cloud|dist]
 //! ```
 //!
 //! 1. Per-call overhead of `rustc -vV` and of a tiny one-file compile: rustc alone, an exec-only
@@ -131,6 +131,8 @@ usage: cargo run --release --example bench -- [options]
   --only cloud      run only section 3c (the GitHub Actions cache and Azure Blob) and print
                     its table; written to --out only when --out is given, never to --readme
   --only dist       run section 6 (sccache-dist) alone
+  --only calls      run section 1 (per-call overhead) alone
+                    (partial runs print their report unless --out is given)
 
 sccache: $MAYBE_SCCACHE_TEST_SCCACHE, else `pyenv which sccache`, else `sccache` on PATH.
 ";
@@ -184,6 +186,8 @@ struct Opts {
     out_given: bool,
     /// `--only dist`: section 6 alone.
     only_dist: bool,
+    /// `--only calls`: section 1 (per-call overhead) alone.
+    only_calls: bool,
     args: Vec<String>,
 }
 
@@ -204,6 +208,7 @@ impl Opts {
             only_cloud: false,
             out_given: false,
             only_dist: false,
+            only_calls: false,
             args: args.clone(),
         };
         let mut it = args.into_iter();
@@ -224,7 +229,8 @@ impl Opts {
                 "--only" => match it.next().as_deref() {
                     Some("cloud") => opts.only_cloud = true,
                     Some("dist") => opts.only_dist = true,
-                    _ => return Err("--only takes one section: cloud or dist".into()),
+                    Some("calls") => opts.only_calls = true,
+                    _ => return Err("--only takes one section: calls, cloud or dist".into()),
                 },
                 "--readme" => opts.readme = Some(it.next().ok_or("--readme needs a path")?.into()),
                 "--shim" => opts.shim = Some(it.next().ok_or("--shim needs a path")?.into()),
@@ -294,15 +300,19 @@ fn run(opts: Opts) -> Res<usize> {
     if b.opts.only_cloud {
         return run_cloud_only(&mut b);
     }
+    let partial = b.opts.only_dist || b.opts.only_calls;
+    if partial && b.opts.readme.is_some() {
+        return Err("--readme needs every section: leave out --only".into());
+    }
     if b.opts.only_dist {
-        if b.opts.readme.is_some() {
-            return Err("--readme needs every section: leave out --only".into());
-        }
         b.note("`--only dist`: sections 1 to 5 were not run.");
     }
-    let all = !b.opts.only_dist;
+    if b.opts.only_calls {
+        b.note("`--only calls`: sections 2 to 6 were not run.");
+    }
+    let all = !partial;
 
-    let micro = if all {
+    let micro = if all || b.opts.only_calls {
         let m = b.section_micro();
         b.settle("section 1 (per-call overhead)", m)
     } else {
@@ -353,8 +363,12 @@ fn run(opts: Opts) -> Res<usize> {
 
     // Section 6 builds the small graph in both modes: a distributed build of the big one, a
     // few times per fault, would take longer than every other section together.
-    let dproject = b.prepare_graph(&QUICK_GRAPH);
-    let dproject = b.settle("preparing the project for section 6", dproject);
+    let dproject = if all || b.opts.only_dist {
+        let p = b.prepare_graph(&QUICK_GRAPH);
+        b.settle("preparing the project for section 6", p)
+    } else {
+        None
+    };
     let dist = match &dproject {
         Some(p) => {
             let d = b.section_dist(p);
@@ -372,7 +386,7 @@ fn run(opts: Opts) -> Res<usize> {
         (backends.as_ref(), dist.as_ref()),
     );
     // A partial run never overwrites the default report: without `--out` it goes to stdout.
-    if b.opts.only_dist && !b.opts.out_given {
+    if partial && !b.opts.out_given {
         print!("{report}");
         return Ok(b.failures.len());
     }
