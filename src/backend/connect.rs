@@ -7,6 +7,15 @@ use super::*;
 /// accepts. A host with several addresses (IPv6 and IPv4, or a round-robin name) is down only
 /// when every one of them refuses: one dead address beside a live one is a healthy backend.
 pub(super) fn connect_any(addrs: &[SocketAddr], ep: &Endpoint, deadline: Instant) -> Answer {
+    match connect_first(addrs, deadline) {
+        Ok(stream) => converse(stream, ep, deadline),
+        Err(answer) => answer,
+    }
+}
+
+/// The first of `addrs` that accepts a connection within `deadline`, tried in turn; else what
+/// their failures together say (refused only when every one refused).
+pub(super) fn connect_first(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Answer> {
     let mut answers = Vec::new();
     for (n, addr) in addrs.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -15,11 +24,11 @@ pub(super) fn connect_any(addrs: &[SocketAddr], ep: &Endpoint, deadline: Instant
             break;
         }
         match TcpStream::connect_timeout(addr, share(left, addrs.len() - n)) {
-            Ok(stream) => return converse(stream, ep, deadline),
+            Ok(stream) => return Ok(stream),
             Err(e) => answers.push(connect_error_answer(&e)),
         }
     }
-    combine(answers)
+    Err(combine(answers))
 }
 
 /// The time one of `untried` addresses may take to connect, of `left`: a black-holed address must

@@ -199,23 +199,7 @@ fn request(
     let deadline = Instant::now() + timeout;
     let ep = &place.shown;
     let addrs = resolve(&ep.host, ep.port, deadline)?;
-    let mut answers = Vec::new();
-    let mut stream = None;
-    for (n, addr) in addrs.iter().enumerate() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            answers.push(Answer::Silent);
-            break;
-        }
-        match TcpStream::connect_timeout(addr, share(left, addrs.len() - n)) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => answers.push(connect_error_answer(&e)),
-        }
-    }
-    let mut stream = stream.ok_or_else(|| combine(answers))?;
+    let mut stream = connect_first(&addrs, deadline)?;
     let host = if ep.host.contains(':') {
         format!("[{}]:{}", ep.host, ep.port)
     } else {
