@@ -11,17 +11,13 @@
 use super::{redis_endpoints, Backend};
 
 /// The caller's backends ([`super::detect`]); when there are none, the probe-able backend the
-/// server's statistics (`stats`, as `server::stats` returns them) name.
-pub fn detect_or_served(stats: Option<&crate::server::Stats>) -> Vec<Backend> {
+/// server's statistics name (`cache_location`, as sccache words it).
+pub fn detect_or_served(cache_location: Option<&str>) -> Vec<Backend> {
     let mine = super::detect();
     if !mine.is_empty() {
         return mine;
     }
-    stats
-        .and_then(|s| s.cache_location.as_deref())
-        .and_then(from_location)
-        .into_iter()
-        .collect()
+    cache_location.and_then(from_location).into_iter().collect()
 }
 
 /// The backend a `cache_location` names, when it names an endpoint the shim can probe.
@@ -75,14 +71,11 @@ mod tests {
 
     #[test]
     fn the_callers_environment_wins_and_the_server_fills_in() {
-        let stats = crate::server::Stats {
-            cache_location: Some("redis, name: redis://127.0.0.1:7, prefix: /".into()),
-            ..Default::default()
-        };
+        let location = "redis, name: redis://127.0.0.1:7, prefix: /";
         // The test process's own environment names no backend (sccache's variables are not set
         // where the unit tests run); the server's location is then used.
         if super::super::detect().is_empty() {
-            let b = detect_or_served(Some(&stats));
+            let b = detect_or_served(Some(location));
             assert_eq!(b.len(), 1);
             assert_eq!(b[0].endpoints[0].port, 7);
         }

@@ -227,9 +227,9 @@ impl Watcher {
         let stats = server::stats(&self.sccache, STATS_ANSWER);
         let errors = stats.as_ref().map(|s| s.errors);
         let distributing = stats.as_ref().is_some_and(server::Stats::distributes);
-        let backends = self
-            .backends
-            .get_or_insert_with(|| backend::detect_or_served(stats.as_ref()));
+        let backends = self.backends.get_or_insert_with(|| {
+            backend::detect_or_served(stats.as_ref().and_then(|s| s.cache_location.as_deref()))
+        });
         let remote = match compiler_at_work {
             Some(false) => self
                 .remotes

@@ -164,7 +164,7 @@ fn run(compiler: &OsString, args: &[OsString]) -> Result<Exit> {
                 classify::subject(args),
                 captured.elapsed.as_millis()
             );
-            gha::after_forward(&config, &sccache, &key);
+            gha::after_forward(&config, &key, || server::write_figures(&sccache));
             if let Some(why) = watch::after_slow_call(&sccache, captured.watched) {
                 state::trip(state_dir, &key, config.cooldown, why);
             }

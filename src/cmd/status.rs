@@ -61,7 +61,7 @@ fn gather(config: &Config) -> (Value, Option<Stats>) {
     let mut backend = backend_report(stats.as_ref().and_then(|s| s.cache_location.clone()));
     let dir = config.state_dir.as_deref();
     let key = server::key();
-    let figures = stats.as_ref().and_then(backend::gha::write_figures);
+    let figures = stats.as_ref().and_then(server::Stats::write_figures);
     if let (Some(map), Some(writes)) = (
         backend.as_object_mut(),
         backend::gha::writes_report(figures, dir, &key),

@@ -89,6 +89,11 @@ impl Stats {
         })
     }
 
+    /// Failed and stored cache writes; `None` when sccache did not count failures.
+    pub fn write_figures(&self) -> Option<(u64, u64)> {
+        Some((self.write_errors?, self.writes))
+    }
+
     /// Hits over hits plus misses, 0 to 1; `None` before any.
     pub fn hit_rate(&self) -> Option<f64> {
         let all = self.hits + self.misses;
@@ -159,6 +164,12 @@ pub(super) fn stats_or_why(sccache: &Path, timeout: Duration) -> Result<Stats, R
         .map_err(|e| RunError::Failed(format!("sccache --show-stats printed no JSON: {e}")))?;
     Stats::from_json(&json)
         .ok_or_else(|| RunError::Failed("sccache --show-stats printed no statistics".into()))
+}
+
+/// The running server's failed and stored cache writes, asked within 2 s (after a forwarded call,
+/// for the GitHub Actions write-storm watch).
+pub fn write_figures(sccache: &Path) -> Option<(u64, u64)> {
+    stats(sccache, Duration::from_secs(2))?.write_figures()
 }
 
 /// The sum of sccache's error and time-out counters.

@@ -72,11 +72,6 @@ fn read_only_by_choice() -> bool {
     super::var("SCCACHE_GHA_RW_MODE").is_some_and(|m| m.trim().eq_ignore_ascii_case("READ_ONLY"))
 }
 
-/// sccache's failed and stored cache writes, from what [`crate::server::stats`] returned.
-pub fn write_figures(stats: &crate::server::Stats) -> Option<(u64, u64)> {
-    Some((stats.write_errors?, stats.writes))
-}
-
 /// Whether the figures now, against those of the last look, show a write storm: writes failed
 /// since and none was stored. A server with fewer failures than last time is a new one, counted
 /// from zero.
@@ -96,7 +91,14 @@ fn storm(last: Option<Writes>, failed: u64, stored: u64) -> bool {
 /// and sends the service nothing. The half-open probe then starts a fresh server, whose start-up
 /// check writes once: still throttled, sccache starts read-only, its first miss counts a failed
 /// write and the breaker opens again.
-pub fn after_forward(config: &crate::config::Config, sccache: &Path, key: &str) {
+///
+/// `write_figures` asks the running server for its failed and stored writes (the server room
+/// does that: a backend never talks to the server itself).
+pub fn after_forward(
+    config: &crate::config::Config,
+    key: &str,
+    write_figures: impl FnOnce() -> Option<(u64, u64)>,
+) {
     if !enabled_by_env() || read_only_by_choice() {
         return;
     }
@@ -115,10 +117,7 @@ pub fn after_forward(config: &crate::config::Config, sccache: &Path, key: &str) 
     let last = read_writes(dir, key);
     // Claims this look before asking, so that the calls finishing meanwhile do not ask too.
     write_writes(dir, key, &last.unwrap_or_default());
-    let Some((failed, stored)) = crate::server::stats(sccache, Duration::from_secs(2))
-        .as_ref()
-        .and_then(write_figures)
-    else {
+    let Some((failed, stored)) = write_figures() else {
         return;
     };
     if !storm(last, failed, stored) {
