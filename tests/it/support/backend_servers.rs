@@ -6,13 +6,13 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{
-    breaker_reason, in_ci, real_sccache, reserve_port, run, write_libs, Json, Run, Sandbox, BUILD,
+    breaker_reason, in_ci, real_sccache, reserve_port, run, wait_for_port, write_libs, Json, Run,
+    Sandbox, Server, BUILD,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,17 +88,6 @@ pub fn require(kind: Kind, test: &str) -> Option<PathBuf> {
     None
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not come up on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One HTTP/1.1 request; the status line's code.
 fn http(port: u16, method: &str, path: &str) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -119,7 +108,7 @@ fn http(port: u16, method: &str, path: &str) -> u16 {
 
 /// A backend server on a free loopback port, killed when dropped.
 pub struct Service {
-    child: Child,
+    server: Server,
     pub port: u16,
 }
 
@@ -167,14 +156,11 @@ impl Service {
                 .arg(&root)
             }
         };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let service = Service { child, port };
+        let log = dir.join(format!("{}.log", kind.program()));
+        let service = Service {
+            server: Server::spawn(&mut cmd, &log),
+            port,
+        };
         wait_for_port(port, kind.program());
         if kind == Kind::S3 {
             let code = http(port, "PUT", &format!("/{BUCKET}"));
@@ -183,19 +169,9 @@ impl Service {
         service
     }
 
+    /// Kills the server now (a backend killed mid-build); it is killed when dropped anyway.
     pub fn kill(&mut self) {
-        // SAFETY: signalling the process group this test started.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.kill();
     }
 }
 
