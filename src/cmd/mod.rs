@@ -134,17 +134,20 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                 // Exit 2: whatever could not be removed is still read by every call, so an open
                 // breaker may go on skipping sccache. A CI step that must not fail checks the code.
                 Some(dir) => {
-                    state::reset(dir, &server::key()).map_err(|e| {
-                        anyhow::anyhow!(
+                    let key = server::key();
+                    state::reset(dir, &key)
+                        .and_then(|()| crate::backend::gha::forget_writes(dir, &key))
+                        .map_err(|e| {
+                            anyhow::anyhow!(
                             "cannot clear the state in {}: {e}; the shim keeps reading what is \
                              left there (fix the directory's permissions, or set \
                              MAYBE_SCCACHE_STATE_DIR to a directory of your own)",
                             dir.display()
                         )
-                    })?;
+                        })?;
                     eprintln!(
-                        "maybe-sccache: breaker (of the sccache server at {}) and counters \
-                         cleared in {}",
+                        "maybe-sccache: breaker (of the sccache server at {}), counters and GHA \
+                         write figures cleared in {}",
                         server::address(),
                         dir.display()
                     );

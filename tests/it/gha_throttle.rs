@@ -44,19 +44,6 @@ fn weigh_down(ws: &Path, structs: usize) {
     }
 }
 
-/// Removes the shim's record of sccache's write figures, so that the next forwarded call looks.
-fn forget_write_figures(sb: &Sandbox) {
-    for entry in fs::read_dir(&sb.state).unwrap().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("gha-writes-")
-        {
-            fs::remove_file(entry.path()).unwrap();
-        }
-    }
-}
-
 /// The measurement behind README's GHA section: plain cargo, sccache alone (read-write, then
 /// read-only) and the shim, alternated round by round, each build into a fresh target dir with
 /// every write throttled. Prints the wall times and sccache's write errors; asserts nothing about
@@ -132,7 +119,6 @@ fn measure_a_write_storm() {
         // Each round meets the storm's onset: the last round's breaker, counters and write
         // figures go.
         run(sb.command(shim_bin()).arg("reset"), SHORT).assert_success();
-        forget_write_figures(&sb);
         start_server(false);
         let (r, t) = timed(&sb, Some(Path::new(shim_bin())), &format!("t-shim-{round}"));
         r.assert_success().assert_no_shim_noise();
@@ -307,6 +293,24 @@ fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
         );
         forwarded_before = forwarded;
     }
+
+    // `reset` forgets the throttle with the breaker: `status` no longer reports one.
+    run(&mut sb.shim(["reset"]), SHORT).assert_success();
+    let st = sb.status_json();
+    assert_eq!(breaker_state(&st), "closed", "{st:?}");
+    let writes = st.path(&["backend", "writes"]).expect("backend.writes");
+    assert_eq!(
+        writes.path(&["throttled"]),
+        Some(&Json::Bool(false)),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.path(&["throttled_at"]),
+        Some(&Json::Null),
+        "{writes:?}"
+    );
+    let text = run(&mut sb.shim(["status"]), SHORT);
+    assert!(!text.out().contains("throttled"), "{}", text.out());
 }
 
 /// The storm begins after the server started: sccache still believes it can write.

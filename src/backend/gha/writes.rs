@@ -65,6 +65,15 @@ fn write_writes(dir: &Path, key: &str, w: &Writes) {
     }
 }
 
+/// Forgets the write figures kept for `key` (`maybe-sccache reset`), so that `status` no longer
+/// reports the last throttle and the next look counts from the server's figures alone.
+pub fn forget_writes(dir: &Path, key: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(writes_file(dir, key)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Whether the user made sccache's GHA backend read-only (`SCCACHE_GHA_RW_MODE=READ_ONLY`, as the
 /// set-up action does on pull requests): sccache 0.16 then counts a failed write per miss, which
 /// is no storm.
