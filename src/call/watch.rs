@@ -174,7 +174,7 @@ impl Watcher {
             if shared.lock().map_or(true, |s| s.finished) {
                 return;
             }
-            let obs = self.observe();
+            let obs = self.observe(&mut Live);
             let verdict = self.judge(&obs);
             if let Ok(mut s) = shared.lock() {
                 if s.watched.is_none() {
@@ -211,44 +211,38 @@ impl Watcher {
         }
     }
 
-    fn observe(&mut self) -> Observation {
+    /// One look at the call, asking `facts` only what the look needs: a compile at work (local,
+    /// or remote with its build server answering) makes every further request moot.
+    fn observe(&mut self, facts: &mut impl Facts) -> Observation {
         // The server is looked up afresh at every look: a pid kept from an earlier one may
         // belong to another process by now.
-        let server = server::server_pid();
-        let compiler_at_work = proc::compile_at_work(server, self.call, &self.compiler);
+        let server = facts.server();
+        let compiler_at_work = facts.compile_at_work(server, self.call, &self.compiler);
         if compiler_at_work == Some(true) {
             // Nothing else matters while a compile runs: skip the requests, except the first
             // look's statistics, the error baseline of this call.
             if self.errors_at_start.is_none() {
-                self.errors_at_start = server::error_total(&self.sccache, STATS_ANSWER);
+                self.errors_at_start = facts.error_total(&self.sccache);
             }
             return Observation::busy();
         }
-        let stats = server::stats(&self.sccache, STATS_ANSWER);
+        let stats = facts.stats(&self.sccache);
         let errors = stats.as_ref().map(|s| s.errors);
         let distributing = stats.as_ref().is_some_and(server::Stats::distributes);
         let backends = self.backends.get_or_insert_with(|| {
-            backend::detect_or_served(stats.as_ref().and_then(|s| s.cache_location.as_deref()))
+            facts.backends(stats.as_ref().and_then(|s| s.cache_location.as_deref()))
         });
         let remote = match compiler_at_work {
-            Some(false) => self
-                .remotes
-                .look(server, distributing, backends, PROBE_ANSWER),
+            Some(false) => facts.remote(&mut self.remotes, server, distributing, backends),
             _ => Remote::Unknown,
         };
-        if remote.is_work() {
-            // A remote compile at work: as with a local one, nothing else matters.
+        let (backend_failing, backend_answers) = if remote.is_work() {
+            // A remote compile at work: as with a local one, the backend is not probed.
             self.errors_at_start = self.errors_at_start.or(errors);
-            return Observation {
-                compiler_at_work,
-                errors,
-                distributing,
-                remote,
-                ..Observation::default()
-            };
-        }
-        let answers = backend::probe_all(backends, PROBE_ANSWER);
-        let (backend_failing, backend_answers) = read_probes(backends, &answers);
+            (None, false)
+        } else {
+            read_probes(backends, &facts.probe(backends))
+        };
         Observation {
             compiler_at_work,
             errors,
@@ -380,6 +374,71 @@ impl Watcher {
             .and_then(|b| b.first())
             .map(|b| format!(" ({})", b.describe()))
             .unwrap_or_default()
+    }
+}
+
+/// Where a look gets its facts: `/proc`, the sccache server and the backend's endpoints
+/// ([`Live`]); tests answer with plain values. Every request costs a busy server time, so which
+/// of these a look asks is part of what [`Watcher::observe`] decides.
+trait Facts {
+    /// The pid of the server listening at this call's address.
+    fn server(&mut self) -> Option<u32>;
+    /// Whether a compiler of the server or of the call is alive; `None`: cannot tell here.
+    fn compile_at_work(&mut self, server: Option<u32>, call: u32, compiler: &str) -> Option<bool>;
+    /// The sum of the server's error counters; `None` when it did not answer.
+    fn error_total(&mut self, sccache: &Path) -> Option<u64>;
+    /// The server's statistics; `None` when it did not answer.
+    fn stats(&mut self, sccache: &Path) -> Option<server::Stats>;
+    /// The backends to probe: the caller's, or else the one the server's statistics name.
+    fn backends(&mut self, cache_location: Option<&str>) -> Vec<Backend>;
+    /// What the server's connections to sccache-dist build servers say (`dist.rs`).
+    fn remote(
+        &mut self,
+        remotes: &mut dist::Remotes,
+        server: Option<u32>,
+        distributing: bool,
+        backends: &[Backend],
+    ) -> Remote;
+    /// Every endpoint of every backend, probed at once.
+    fn probe(&mut self, backends: &[Backend]) -> Vec<Vec<backend::Answer>>;
+}
+
+/// The facts of this machine, each asked within its deadline.
+struct Live;
+
+impl Facts for Live {
+    fn server(&mut self) -> Option<u32> {
+        server::server_pid()
+    }
+
+    fn compile_at_work(&mut self, server: Option<u32>, call: u32, compiler: &str) -> Option<bool> {
+        proc::compile_at_work(server, call, compiler)
+    }
+
+    fn error_total(&mut self, sccache: &Path) -> Option<u64> {
+        server::error_total(sccache, STATS_ANSWER)
+    }
+
+    fn stats(&mut self, sccache: &Path) -> Option<server::Stats> {
+        server::stats(sccache, STATS_ANSWER)
+    }
+
+    fn backends(&mut self, cache_location: Option<&str>) -> Vec<Backend> {
+        backend::detect_or_served(cache_location)
+    }
+
+    fn remote(
+        &mut self,
+        remotes: &mut dist::Remotes,
+        server: Option<u32>,
+        distributing: bool,
+        backends: &[Backend],
+    ) -> Remote {
+        remotes.look(server, distributing, backends, PROBE_ANSWER)
+    }
+
+    fn probe(&mut self, backends: &[Backend]) -> Vec<Vec<backend::Answer>> {
+        backend::probe_all(backends, PROBE_ANSWER)
     }
 }
 

@@ -208,3 +208,167 @@ fn a_busy_look_says_a_compiler_is_at_work() {
     assert_eq!(busy.compiler_at_work, Some(true));
     assert_eq!(watcher(20).judge(&busy), Verdict::Fine);
 }
+
+/// What one look is told, as plain values, and the questions it asked, in order.
+struct Told {
+    compiler_at_work: Option<bool>,
+    stats: Option<server::Stats>,
+    remote: Remote,
+    probes: Vec<Vec<backend::Answer>>,
+    asked: Vec<&'static str>,
+}
+
+impl Told {
+    fn new(compiler_at_work: Option<bool>, errors: u64) -> Told {
+        Told {
+            compiler_at_work,
+            stats: Some(server::Stats {
+                errors,
+                ..server::Stats::default()
+            }),
+            remote: Remote::Nothing,
+            probes: vec![vec![backend::Answer::Refused]],
+            asked: Vec::new(),
+        }
+    }
+}
+
+impl Facts for Told {
+    fn server(&mut self) -> Option<u32> {
+        self.asked.push("server");
+        Some(42)
+    }
+
+    fn compile_at_work(&mut self, server: Option<u32>, call: u32, compiler: &str) -> Option<bool> {
+        assert_eq!((server, call, compiler), (Some(42), 1, "rustc"));
+        self.asked.push("compile_at_work");
+        self.compiler_at_work
+    }
+
+    fn error_total(&mut self, _: &Path) -> Option<u64> {
+        self.asked.push("error_total");
+        self.stats.as_ref().map(|s| s.errors)
+    }
+
+    fn stats(&mut self, _: &Path) -> Option<server::Stats> {
+        self.asked.push("stats");
+        self.stats.clone()
+    }
+
+    fn backends(&mut self, _: Option<&str>) -> Vec<Backend> {
+        self.asked.push("backends");
+        vec![Backend {
+            kind: "S3",
+            origin: "X".into(),
+            endpoints: Vec::new(),
+        }]
+    }
+
+    fn remote(
+        &mut self,
+        _: &mut dist::Remotes,
+        server: Option<u32>,
+        _: bool,
+        _: &[Backend],
+    ) -> Remote {
+        assert_eq!(server, Some(42));
+        self.asked.push("remote");
+        self.remote.clone()
+    }
+
+    fn probe(&mut self, _: &[Backend]) -> Vec<Vec<backend::Answer>> {
+        self.asked.push("probe");
+        self.probes.clone()
+    }
+}
+
+#[test]
+fn a_busy_look_asks_nothing_but_the_first_error_baseline() {
+    let mut w = watcher(20);
+    let mut told = Told::new(Some(true), 7);
+    assert_eq!(w.observe(&mut told), Observation::busy());
+    assert_eq!(told.asked, ["server", "compile_at_work", "error_total"]);
+    assert_eq!(w.errors_at_start, Some(7));
+    // Later busy looks keep the first baseline and ask the server nothing.
+    let mut told = Told::new(Some(true), 9);
+    assert_eq!(w.observe(&mut told), Observation::busy());
+    assert_eq!(told.asked, ["server", "compile_at_work"]);
+    assert_eq!(w.errors_at_start, Some(7));
+}
+
+#[test]
+fn an_idle_look_asks_the_server_the_build_servers_and_the_backend() {
+    let mut w = watcher(20);
+    let mut told = Told::new(Some(false), 3);
+    let o = w.observe(&mut told);
+    assert_eq!(
+        told.asked,
+        [
+            "server",
+            "compile_at_work",
+            "stats",
+            "backends",
+            "remote",
+            "probe"
+        ]
+    );
+    assert_eq!(o.compiler_at_work, Some(false));
+    assert_eq!(o.errors, Some(3));
+    assert_eq!(o.remote, Remote::Nothing);
+    assert!(!o.distributing && !o.backend_answers);
+    let failing = o.backend_failing.expect("every endpoint refused");
+    assert!(failing.starts_with("S3 (X) refuses"), "{failing}");
+    // The baseline is the judgement's to set, from the first look that has the counters.
+    assert_eq!(w.errors_at_start, None);
+    // The backends are read once per call.
+    let mut told = Told::new(Some(false), 3);
+    told.probes = vec![vec![backend::Answer::Answers]];
+    let o = w.observe(&mut told);
+    assert_eq!(
+        told.asked,
+        ["server", "compile_at_work", "stats", "remote", "probe"]
+    );
+    assert_eq!((o.backend_failing, o.backend_answers), (None, true));
+}
+
+#[test]
+fn a_remote_compile_at_work_is_not_probed_and_sets_the_baseline() {
+    let mut w = watcher(20);
+    let mut told = Told::new(Some(false), 3);
+    if let Some(stats) = &mut told.stats {
+        stats.dist_compiles.insert("10.0.0.2:10501".into(), 1);
+    }
+    let build_server = Remote::Working("10.0.0.2:10501".parse().unwrap());
+    told.remote = build_server.clone();
+    let o = w.observe(&mut told);
+    assert_eq!(
+        told.asked,
+        ["server", "compile_at_work", "stats", "backends", "remote"]
+    );
+    let expected = Observation {
+        compiler_at_work: Some(false),
+        errors: Some(3),
+        distributing: true,
+        remote: build_server,
+        ..Observation::default()
+    };
+    assert_eq!(o, expected);
+    assert_eq!(w.errors_at_start, Some(3));
+    assert_eq!(w.judge(&o), Verdict::Fine);
+}
+
+#[test]
+fn without_proc_no_build_server_is_looked_at() {
+    let mut w = watcher(20);
+    let mut told = Told::new(None, 3);
+    // A build server that would count as work, were it asked.
+    told.remote = Remote::Working("10.0.0.2:10501".parse().unwrap());
+    let o = w.observe(&mut told);
+    assert_eq!(
+        told.asked,
+        ["server", "compile_at_work", "stats", "backends", "probe"]
+    );
+    assert_eq!(o.compiler_at_work, None);
+    assert_eq!(o.remote, Remote::Unknown);
+    assert!(o.backend_failing.is_some());
+}
