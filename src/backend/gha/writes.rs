@@ -114,6 +114,21 @@ pub fn after_forward(
     let Some(dir) = config.state_dir.as_deref() else {
         return;
     };
+    // `MAYBE_SCCACHE_COOLDOWN` shortens it (the tests), never lengthens it.
+    let cooldown = THROTTLE_COOLDOWN.min(config.cooldown);
+    if let Some(trip) = look(dir, key, cooldown, write_figures) {
+        crate::state::trip(Some(dir), key, cooldown, trip);
+    }
+}
+
+/// [`after_forward`]'s look, once GHA is known to be in use: keeps the figures in `dir` and
+/// says what to trip when they show a storm.
+fn look(
+    dir: &Path,
+    key: &str,
+    cooldown: Duration,
+    write_figures: impl FnOnce() -> Option<(u64, u64)>,
+) -> Option<crate::state::Trip> {
     let file = writes_file(dir, key);
     let fresh = std::fs::metadata(&file)
         .and_then(|m| m.modified())
@@ -121,14 +136,12 @@ pub fn after_forward(
         .and_then(|at| at.elapsed().ok())
         .is_some_and(|age| age < LOOK_EVERY);
     if fresh {
-        return;
+        return None;
     }
     let last = read_writes(dir, key);
     // Claims this look before asking, so that the calls finishing meanwhile do not ask too.
     write_writes(dir, key, &last.unwrap_or_default());
-    let Some((failed, stored)) = write_figures() else {
-        return;
-    };
+    let (failed, stored) = write_figures()?;
     if !storm(last, failed, stored) {
         let throttled_at = last.and_then(|w| w.throttled_at);
         write_writes(
@@ -140,7 +153,7 @@ pub fn after_forward(
                 throttled_at,
             },
         );
-        return;
+        return None;
     }
     // No call forwards again before the half-open probe has replaced this server with a fresh
     // one, whose figures start from zero: so do the ones kept.
@@ -153,17 +166,10 @@ pub fn after_forward(
             ..Writes::default()
         },
     );
-    // `MAYBE_SCCACHE_COOLDOWN` shortens it (the tests), never lengthens it.
-    let cooldown = THROTTLE_COOLDOWN.min(config.cooldown);
-    crate::state::trip(
-        Some(dir),
-        key,
-        cooldown,
-        crate::state::Trip::GhaThrottled {
-            failed: failed - last.filter(|w| w.failed <= failed).map_or(0, |w| w.failed),
-            cooldown_secs: cooldown.as_secs(),
-        },
-    );
+    Some(crate::state::Trip::GhaThrottled {
+        failed: failed - last.filter(|w| w.failed <= failed).map_or(0, |w| w.failed),
+        cooldown_secs: cooldown.as_secs(),
+    })
 }
 
 /// For `status`, with the GitHub Actions cache in use: whether the user made it read-only
@@ -212,6 +218,80 @@ pub fn writes_words(report: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Trip;
+
+    /// Makes the kept figures look older than [`LOOK_EVERY`], as the next call after a pause.
+    fn age(dir: &Path, key: &str) {
+        let old = std::time::SystemTime::now() - LOOK_EVERY - Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(writes_file(dir, key))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_look_trips_on_a_storm_keeps_its_time_and_asks_at_most_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, key) = (dir.path(), "k");
+        let cooldown = Duration::from_secs(7);
+
+        // A healthy server: nothing to trip, the figures are kept.
+        assert_eq!(look(d, key, cooldown, || Some((0, 3))), None);
+        assert_eq!(
+            read_writes(d, key).map(|w| (w.failed, w.stored)),
+            Some((0, 3))
+        );
+
+        // Within the interval the server is not asked again, whatever it would say.
+        let mut asked = false;
+        let trip = look(d, key, cooldown, || {
+            asked = true;
+            Some((9, 3))
+        });
+        assert_eq!((trip, asked), (None, false));
+
+        // Past it: two more failures and nothing stored is a storm; the trip counts the
+        // failures since the last look, and the figures start again from zero with the time.
+        age(d, key);
+        let trip = look(d, key, cooldown, || Some((2, 3)));
+        assert_eq!(
+            trip,
+            Some(Trip::GhaThrottled {
+                failed: 2,
+                cooldown_secs: 7
+            })
+        );
+        let kept = read_writes(d, key).unwrap();
+        assert_eq!((kept.failed, kept.stored), (0, 0));
+        let at = kept.throttled_at.expect("the throttle's time is kept");
+
+        // The probe's fresh server stores again: no trip, and the last throttle's time stays
+        // for `status`.
+        age(d, key);
+        assert_eq!(look(d, key, cooldown, || Some((0, 1))), None);
+        let kept = read_writes(d, key).unwrap();
+        assert_eq!(
+            (kept.failed, kept.stored, kept.throttled_at),
+            (0, 1, Some(at))
+        );
+
+        // A server that does not answer changes nothing and trips nothing.
+        age(d, key);
+        assert_eq!(look(d, key, cooldown, || None), None);
+        assert_eq!(read_writes(d, key).map(|w| w.stored), Some(1));
+    }
+
+    #[test]
+    fn reset_forgets_the_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        forget_writes(dir.path(), "k").unwrap();
+        look(dir.path(), "k", THROTTLE_COOLDOWN, || Some((1, 0)));
+        assert!(read_writes(dir.path(), "k").is_some());
+        forget_writes(dir.path(), "k").unwrap();
+        assert_eq!(read_writes(dir.path(), "k"), None);
+    }
 
     #[test]
     fn a_storm_is_failures_without_a_stored_write_since_the_last_look() {
