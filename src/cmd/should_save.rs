@@ -100,6 +100,9 @@ pub fn decide(stats: Option<&server::Stats>, threshold: u32) -> Decision {
     }
     let (hits, misses) = (stats.hits, stats.misses);
     let compiles = hits + misses;
+    if compiles == 0 {
+        return no("no cacheable compiles on this server: nothing new to save".into());
+    }
     if misses == 0 {
         return no(format!(
             "no cache misses in {compiles} cacheable compiles: the restored cache had everything"
@@ -172,7 +175,14 @@ mod tests {
         };
         let s = |hits: u64, misses: u64| at(hits, misses, "Local disk: \"/x\"");
         assert!(!decide(None, 10).save);
-        assert!(!decide(Some(&s(0, 0)), 10).save);
+        let none = decide(Some(&s(0, 0)), 10);
+        assert!(!none.save);
+        // With no compiles at all, there is no restored cache to credit.
+        assert!(
+            none.reason.contains("no cacheable compiles"),
+            "{}",
+            none.reason
+        );
         assert!(!decide(Some(&s(40, 0)), 0).save, "no misses, nothing new");
         assert!(decide(Some(&s(0, 40)), 10).save, "cold");
         assert!(decide(Some(&s(90, 10)), 10).save, "at the threshold");
