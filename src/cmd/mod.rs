@@ -146,8 +146,8 @@ pub fn run(command: &str, args: Vec<OsString>) -> Result<ExitCode> {
                         )
                         })?;
                     eprintln!(
-                        "maybe-sccache: breaker (of the sccache server at {}), counters and GHA \
-                         write figures cleared in {}",
+                        "maybe-sccache: breaker (of the sccache server at {}) and counters \
+                         cleared in {}",
                         server::address(),
                         dir.display()
                     );

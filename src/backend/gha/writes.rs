@@ -237,11 +237,12 @@ mod tests {
         let (d, key) = (dir.path(), "k");
         let cooldown = Duration::from_secs(7);
 
-        // A healthy server: nothing to trip, the figures are kept.
-        assert_eq!(look(d, key, cooldown, || Some((0, 3))), None);
+        // A healthy server (one write failed, three stored): nothing to trip, the figures are
+        // kept.
+        assert_eq!(look(d, key, cooldown, || Some((1, 3))), None);
         assert_eq!(
             read_writes(d, key).map(|w| (w.failed, w.stored)),
-            Some((0, 3))
+            Some((1, 3))
         );
 
         // Within the interval the server is not asked again, whatever it would say.
@@ -255,7 +256,7 @@ mod tests {
         // Past it: two more failures and nothing stored is a storm; the trip counts the
         // failures since the last look, and the figures start again from zero with the time.
         age(d, key);
-        let trip = look(d, key, cooldown, || Some((2, 3)));
+        let trip = look(d, key, cooldown, || Some((3, 3)));
         assert_eq!(
             trip,
             Some(Trip::GhaThrottled {
@@ -291,6 +292,36 @@ mod tests {
         assert!(read_writes(dir.path(), "k").is_some());
         forget_writes(dir.path(), "k").unwrap();
         assert_eq!(read_writes(dir.path(), "k"), None);
+        // What cannot be removed is an error: `reset` must not say it cleared it.
+        std::fs::create_dir(writes_file(dir.path(), "d")).unwrap();
+        assert!(forget_writes(dir.path(), "d").is_err());
+    }
+
+    #[test]
+    fn status_words_for_the_figures() {
+        let report = |read_only, failed: Option<u64>, at: Option<u64>| {
+            serde_json::json!({
+                "read_only": read_only, "failed": failed, "stored": failed.map(|_| 4),
+                "throttled": at.is_some(), "throttled_at": at,
+            })
+        };
+        assert_eq!(
+            writes_words(&report(false, Some(2), None)),
+            "2 failed, 4 stored"
+        );
+        assert_eq!(writes_words(&report(false, None, None)), "no server to ask");
+        assert_eq!(
+            writes_words(&report(true, Some(2), None)),
+            "none: read-only (SCCACHE_GHA_RW_MODE)"
+        );
+        let at = crate::state::now_secs() - 30;
+        let words = writes_words(&report(false, Some(2), Some(at)));
+        let ago = words
+            .strip_prefix("2 failed, 4 stored; throttled ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(ago.is_some_and(|s| s >= 30), "{words}");
+        assert!(words.ends_with("for up to 60 s)"), "{words}");
     }
 
     #[test]
@@ -308,6 +339,8 @@ mod tests {
         assert!(!storm(None, 3, 5));
         // Since the last look.
         assert!(storm(w(2, 5), 4, 5));
+        // Fewer stored than last time: a new server too, whose failures are all new.
+        assert!(storm(w(2, 5), 3, 0));
         assert!(!storm(w(2, 5), 2, 5));
         assert!(!storm(w(2, 5), 4, 6));
         // Fewer than last time: a new server, counted from zero.
