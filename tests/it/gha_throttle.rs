@@ -26,6 +26,41 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One storm test's parts: a sandbox whose fixture has `crates` libraries and the real sccache,
+/// pointed at the test-owned GHA service, and the service and azurite behind it. The fields drop
+/// in the reverse order of their bindings at each use: the sandbox (and its sccache server)
+/// before the servers it used.
+struct Rig {
+    sb: Sandbox,
+    gha: GhaService,
+    _az: Azurite,
+    dir: tempfile::TempDir,
+    sccache: &'static Path,
+    /// What the fixture's `app` prints.
+    expected: String,
+}
+
+/// The [`Rig`] for `test`, or `None` (skipped, visibly) without sccache or azurite.
+fn rig(test: &str, crates: usize) -> Option<Rig> {
+    let sccache = require_sccache(test)?;
+    let azurite = require_azurite(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let az = Azurite::start(&azurite, dir.path());
+    let gha = GhaService::start(&az, dir.path());
+    let mut sb = Sandbox::new();
+    let expected = write_libs(&sb.ws, crates, false);
+    sb.install_real_sccache(sccache);
+    gha_env(&mut sb, &gha.url());
+    Some(Rig {
+        sb,
+        gha,
+        _az: az,
+        dir,
+        sccache,
+        expected,
+    })
+}
+
 /// Adds `structs` derived structs to each library of the fixture, so that a crate takes a
 /// compile time of its own (rustc's fixed cost per call is what the plain fixture measures).
 fn weigh_down(ws: &Path, structs: usize) {
@@ -52,28 +87,28 @@ fn weigh_down(ws: &Path, structs: usize) {
 #[ignore = "a measurement, run by hand: cargo test --test it gha_throttle::measure -- --ignored"]
 fn measure_a_write_storm() {
     let test = "measure_a_write_storm";
-    let Some(sccache) = require_sccache(test) else {
-        return;
-    };
-    let Some(azurite) = require_azurite(test) else {
+    // Every part is bound, in this order, so that none drops before the test ends and the
+    // sandbox drops first.
+    let Some(Rig {
+        dir,
+        _az,
+        gha,
+        sb,
+        sccache,
+        expected: _,
+    }) = rig(test, CRATES)
+    else {
         return;
     };
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let dir = tempfile::tempdir().unwrap();
-    let az = Azurite::start(&azurite, dir.path());
-    let gha = GhaService::start(&az, dir.path());
-    let mut sb = Sandbox::new();
-    write_libs(&sb.ws, CRATES, false);
     let weight: usize = std::env::var("WEIGHT")
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(0);
     weigh_down(&sb.ws, weight);
-    sb.install_real_sccache(sccache);
-    gha_env(&mut sb, &gha.url());
     let start_server = |read_only: bool| {
         gha.control("ok", "ok");
         let mut cmd = sb.command(sccache);
@@ -175,19 +210,19 @@ const STORM_CRATES: usize = 8;
 /// two looks at the figures: the half-open probe replaces the server, and the storm, still on,
 /// opens the breaker again.
 fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
-    let Some(sccache) = require_sccache(test) else {
+    // Every part is bound, in this order, so that none drops before the test ends and the
+    // sandbox drops first.
+    let Some(Rig {
+        dir,
+        _az,
+        gha,
+        mut sb,
+        sccache,
+        expected,
+    }) = rig(test, STORM_CRATES)
+    else {
         return;
     };
-    let Some(azurite) = require_azurite(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let az = Azurite::start(&azurite, dir.path());
-    let gha = GhaService::start(&az, dir.path());
-    let mut sb = Sandbox::new();
-    let expected = write_libs(&sb.ws, STORM_CRATES, false);
-    sb.install_real_sccache(sccache);
-    gha_env(&mut sb, &gha.url());
     sb.set_env("MAYBE_SCCACHE_COOLDOWN", "2");
     if onset_after_start {
         let r = run(sb.command(sccache).arg("--start-server"), SHORT);
@@ -351,19 +386,19 @@ fn a_write_storm_past_the_cooldown_opens_the_breaker_again() {
 #[test]
 fn a_read_only_backend_by_choice_is_no_storm() {
     let test = "a_read_only_backend_by_choice_is_no_storm";
-    let Some(sccache) = require_sccache(test) else {
+    // Every part is bound, in this order, so that none drops before the test ends and the
+    // sandbox drops first.
+    let Some(Rig {
+        dir: _dir,
+        _az,
+        gha: _gha,
+        mut sb,
+        sccache,
+        expected,
+    }) = rig(test, STORM_CRATES)
+    else {
         return;
     };
-    let Some(azurite) = require_azurite(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let az = Azurite::start(&azurite, dir.path());
-    let gha = GhaService::start(&az, dir.path());
-    let mut sb = Sandbox::new();
-    let expected = write_libs(&sb.ws, STORM_CRATES, false);
-    sb.install_real_sccache(sccache);
-    gha_env(&mut sb, &gha.url());
     sb.set_env("SCCACHE_GHA_RW_MODE", "READ_ONLY");
     let r = run(&mut sb.cargo(&["build", "--offline", "-j1"]), BUILD);
     r.assert_success().assert_no_shim_noise();
