@@ -68,10 +68,15 @@ impl Bench {
     /// The chain of [`CHAIN_CRATES`] crates and a binary, written and locked in the scratch
     /// directory, for sections 3b and 3c.
     pub(crate) fn chain_project(&mut self) -> Res<Project> {
-        let dir = self.scratch_path("chain");
-        write_chain_workspace(&dir, CHAIN_CRATES)?;
+        self.sized_chain_project("chain", CHAIN_STRUCTS)
+    }
+
+    /// The chain with `structs` derived structs per crate, in the scratch directory's `name`.
+    pub(crate) fn sized_chain_project(&mut self, name: &str, structs: usize) -> Res<Project> {
+        let dir = self.scratch_path(name);
+        write_chain_workspace(&dir, CHAIN_CRATES, structs)?;
         let manifest = dir.join("Cargo.toml");
-        let id = self.new_id("chain-lockfile");
+        let id = self.new_id(&format!("{name}-lockfile"));
         let mut env = self.env_plain();
         env.insert("CARGO_HOME".into(), self.cargo_home.clone().into());
         let mut cmd = self.command(&self.cargo, &env, &id);
@@ -88,9 +93,12 @@ impl Bench {
             None => return Err("cargo generate-lockfile did not finish".into()),
         }
         Ok(Project {
-            target: self.scratch_path("chain-target"),
+            target: self.scratch_path(&format!("{name}-target")),
             manifest,
-            what: format!("a generated chain of {CHAIN_CRATES} library crates and a binary"),
+            what: format!(
+                "a generated chain of {CHAIN_CRATES} library crates ({structs} derived structs \
+                 each) and a binary"
+            ),
             kill_after: 3,
         })
     }
@@ -222,6 +230,8 @@ impl Bench {
 }
 
 pub(crate) const CHAIN_CRATES: usize = 8;
+/// Derived structs per crate of the chain.
+pub(crate) const CHAIN_STRUCTS: usize = 60;
 
 #[derive(Default)]
 pub(crate) struct BackendFaults {
@@ -411,10 +421,12 @@ impl BProxy {
     pub(crate) fn to(upstream: u16) -> Res<BProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let black_hole = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (bh, st) = (black_hole.clone(), stop.clone());
+        // A blocking accept, so that a new connection pays no polling delay (the shim's
+        // pre-check and sccache open new ones at every server start); `drop` wakes it with a
+        // connection of its own.
         thread::spawn(move || {
             let mut held = Vec::new();
             while !st.load(Ordering::SeqCst) {
@@ -422,7 +434,11 @@ impl BProxy {
                     thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                let _ = client.set_nonblocking(false);
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                // Bytes are passed on as they come, with no stall of Nagle's algorithm added.
+                let _ = client.set_nodelay(true);
                 if bh.load(Ordering::SeqCst) {
                     held.push(client);
                     continue;
@@ -430,6 +446,7 @@ impl BProxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
+                let _ = server.set_nodelay(true);
                 for (from, to) in [
                     (client.try_clone(), server.try_clone()),
                     (Ok(server), Ok(client)),
@@ -456,6 +473,10 @@ impl BProxy {
 impl Drop for BProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(
+            &(std::net::Ipv4Addr::LOCALHOST, self.port).into(),
+            Duration::from_secs(1),
+        );
     }
 }
 
@@ -492,8 +513,9 @@ pub(crate) fn pump(
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
-/// A chain of `n` library crates (`c1` … `cn`, each using the one before) and a binary.
-pub(crate) fn write_chain_workspace(dir: &Path, n: usize) -> Res<()> {
+/// A chain of `n` library crates (`c1` … `cn`, each using the one before, each with `structs`
+/// derived structs) and a binary.
+pub(crate) fn write_chain_workspace(dir: &Path, n: usize, structs: usize) -> Res<()> {
     let mut members = Vec::new();
     for k in 1..=n {
         let name = format!("c{k}");
@@ -508,7 +530,7 @@ pub(crate) fn write_chain_workspace(dir: &Path, n: usize) -> Res<()> {
         } else {
             src.push_str("pub fn v() -> u64 { 1 }\n\n");
         }
-        for i in 0..60 {
+        for i in 0..structs {
             let _ = writeln!(
                 src,
                 "#[derive(Debug, Clone, PartialEq, Default)]\n\

@@ -100,7 +100,22 @@ pub(crate) struct CloudFaults {
     pub(crate) alone_limit: u64,
     /// Healthy and warm, per backend: the shim's and sccache alone's build times.
     pub(crate) healthy: Vec<(&'static str, Vec<f64>, Vec<f64>)>,
+    /// The write storm on the chain with crates of some size.
+    pub(crate) sized_storm: Option<SizedStorm>,
 }
+
+/// A GHA write storm from the start on [`SIZED_STRUCTS`]-struct crates: per round, one plain
+/// build and one through the shim (a fresh service, server and shim state: the storm's onset,
+/// as in every CI job that starts into one); sccache alone once.
+pub(crate) struct SizedStorm {
+    pub(crate) plain: Vec<f64>,
+    pub(crate) shim: Vec<f64>,
+    pub(crate) alone: Build,
+}
+
+/// Derived structs per crate for the storm on crates of some size: a build of several seconds,
+/// where a fixed cost of the storm's onset weighs as it does in a real project.
+const SIZED_STRUCTS: usize = 600;
 
 /// What one build talks to: azurite, the GHA service in front of it, a proxy; all stopped when
 /// dropped.
@@ -164,7 +179,49 @@ impl Bench {
             let (shim, alone) = self.healthy_warm(project, row, &azurite)?;
             out.healthy.push((row.backend(), shim, alone));
         }
+        out.sized_storm = Some(self.sized_storm(&azurite, out.alone_limit)?);
         Ok(out)
+    }
+
+    /// The write storm again, on crates of some size, plain and shim alternating which goes
+    /// first; each round's ratio is its shim build over its plain build.
+    fn sized_storm(&mut self, azurite: &Path, alone_limit: u64) -> Res<SizedStorm> {
+        let project = self.sized_chain_project("chain-sized", SIZED_STRUCTS)?;
+        let (mut plain, mut shim) = (Vec::new(), Vec::new());
+        for round in 0..if self.opts.quick { 1 } else { 5 } {
+            let lanes = if round % 2 == 0 {
+                [Who::Rustc, Who::ShimSccache]
+            } else {
+                [Who::ShimSccache, Who::Rustc]
+            };
+            for who in lanes {
+                if who == Who::Rustc {
+                    let b = self.build(
+                        "GHA storm, sized: plain",
+                        &project,
+                        &Lane::Plain,
+                        self.opts.timeout,
+                        None,
+                    )?;
+                    self.expect_pass("sized chain, plain", &b);
+                    plain.push(b.secs);
+                    continue;
+                }
+                let b =
+                    self.cloud_build(&project, Row::GhaWriteStorm, who, azurite, alone_limit)?;
+                self.expect_pass("sized chain, GHA 429 on every write", &b);
+                shim.push(b.secs);
+            }
+        }
+        let alone = self.cloud_build(
+            &project,
+            Row::GhaWriteStorm,
+            Who::Sccache,
+            azurite,
+            alone_limit,
+        )?;
+        let _ = fs::remove_dir_all(&project.target);
+        Ok(SizedStorm { plain, shim, alone })
     }
 
     /// `row`'s backend left healthy: one cold build through sccache alone fills it, then warm
@@ -488,6 +545,39 @@ impl Bench {
             );
         }
         let _ = writeln!(r);
+        let Some(storm) = &f.sized_storm else {
+            return;
+        };
+        let ratios: Vec<f64> = storm
+            .shim
+            .iter()
+            .zip(&storm.plain)
+            .map(|(s, p)| s / p)
+            .collect();
+        let _ = writeln!(
+            r,
+            "The write storm on crates of some size: the same chain with {SIZED_STRUCTS} \
+             derived structs per crate, 429 on every write from the start, a fresh service, \
+             server and shim state per build (each build is a storm's onset, as a CI job \
+             starting into one); plain cargo and the shim alternate which goes first; the ratio \
+             is the median over rounds of the shim's build over the same round's plain build. \
+             Target (issue 18): at most 1.05 × plain cargo.\n"
+        );
+        let _ = writeln!(
+            r,
+            "| rounds | plain cargo (median) | shim with sccache (median) | shim ÷ plain | \
+             sccache alone (one build) |"
+        );
+        let _ = writeln!(r, "|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            r,
+            "| {} | {:.2} s | {:.2} s | {:.3} × | {} |\n",
+            ratios.len(),
+            median(&storm.plain),
+            median(&storm.shim),
+            median(&ratios),
+            cell(&storm.alone),
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example bench -- [--quick] [--out BENCHMARKS.md] [--readme README.md]
 //!                                        [--shim PATH] [--reps N] [--runs N] [--timeout SECS]
-//!                                        [--keep-temp] [--only calls|cloud|dist]
+//!                                        [--keep-temp] [--shim-log LEVEL]
+//!                                        [--only calls|cloud|dist]
 //! ```
 //!
 //! 1. Per-call overhead of `rustc -vV` and of a tiny one-file compile: rustc alone, an exec-only
@@ -128,6 +129,9 @@ usage: cargo run --release --example bench -- [options]
                     the tiny compile gets N*3/8
   --timeout SECS    limit for one build (default 300, quick 180)
   --keep-temp       leave the scratch directory behind (for debugging)
+  --shim-log LEVEL  the shim logs at LEVEL (info, debug) into shim-log-<build>.log in the
+                    scratch directory, one file per build (with --keep-temp, to read them);
+                    logging costs time, so figures from such a run are not comparable
   --only cloud      run only section 3c (the GitHub Actions cache and Azure Blob) and print
                     its table; written to --out only when --out is given, never to --readme
   --only dist       run section 6 (sccache-dist) alone
@@ -180,6 +184,8 @@ struct Opts {
     compile_runs: usize,
     timeout: Duration,
     keep_temp: bool,
+    /// `--shim-log LEVEL`: the shim's log level in shim lanes, a file per build.
+    shim_log: Option<String>,
     /// `--only cloud`: one section alone, its table printed.
     only_cloud: bool,
     /// `--out` was given (a partial run never overwrites the default report).
@@ -205,6 +211,7 @@ impl Opts {
             compile_runs: 0,
             timeout: Duration::from_secs(if quick { 180 } else { 300 }),
             keep_temp: false,
+            shim_log: None,
             only_cloud: false,
             out_given: false,
             only_dist: false,
@@ -222,6 +229,9 @@ impl Opts {
             match arg.as_str() {
                 "--quick" => {}
                 "--keep-temp" => opts.keep_temp = true,
+                "--shim-log" => {
+                    opts.shim_log = Some(it.next().ok_or("--shim-log needs a level")?);
+                }
                 "--out" => {
                     opts.out = it.next().ok_or("--out needs a path")?.into();
                     opts.out_given = true;

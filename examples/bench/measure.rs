@@ -111,6 +111,11 @@ impl Bench {
                     None => self.env_shim_bare(state, &self.cargo_home),
                 };
                 env.insert("RUSTC_WRAPPER".into(), self.shim.clone().into());
+                if let Some(level) = &self.opts.shim_log {
+                    let file = self.scratch_path(&format!("shim-log-{}.log", id_tail(&id)));
+                    env.insert("MAYBE_SCCACHE_LOG".into(), level.into());
+                    env.insert("MAYBE_SCCACHE_LOG_FILE".into(), file.into());
+                }
                 env
             }
         };

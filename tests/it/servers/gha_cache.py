@@ -135,6 +135,11 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A reply goes out as two writes (head, then body); with Nagle's algorithm on, the body of a
+    # reply on a kept-alive connection waits for the client's delayed ACK, about 40 ms on Linux,
+    # a stall no real service shows and which would land on whichever client reused the
+    # connection.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         sys.stderr.write(f"{self.server.host_name}: {fmt % args}\n")
