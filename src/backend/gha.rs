@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use super::{http_endpoints, resolve, split_url, var, Answer, Endpoint, Protocol};
 
 mod writes;
-pub use writes::{after_forward, forget_writes, writes_report, writes_words};
+pub use writes::{
+    after_forward, after_start, forget_writes, start_log, writes_report, writes_words,
+};
 
 /// The twirp service sccache's v2 requests go to, under `ACTIONS_RESULTS_URL`.
 const TWIRP: &str = "twirp/github.actions.results.api.v1.CacheService";

@@ -277,10 +277,12 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         Some(_) if !half_open => return Ok(()),
         _ => {}
     }
+    let start_log = gha::start_log(config, key);
+    let start_log = start_log.as_deref();
     let started = if half_open {
-        server::probe(sccache, config.depth, config.start_timeout)
+        server::probe(sccache, config.depth, config.start_timeout, start_log)
     } else {
-        server::start(sccache, config.depth, config.start_timeout)
+        server::start(sccache, config.depth, config.start_timeout, start_log)
     };
     match started {
         // `--start-server` takes "address in use" for success: another user's server may have
@@ -289,7 +291,11 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
             Some(owner) => Err(foreign_server(owner)),
             None => {
                 state::server_started(dir, key, now);
-                Ok(())
+                // A write storm already on: the server's start-up check met it.
+                match start_log.is_some_and(|log| gha::after_start(config, key, log)) {
+                    true => Err("gha-throttled"),
+                    false => Ok(()),
+                }
             }
         },
         Err(server::StartFailure::ShimTrouble(words)) => {

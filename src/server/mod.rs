@@ -44,8 +44,15 @@ impl std::fmt::Display for StartFailure {
 }
 
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
-/// `timeout`. `Ok` when a server is up afterwards.
-pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
+/// `timeout`. `Ok` when a server is up afterwards. With `error_log`, the server writes its errors
+/// there (`SCCACHE_ERROR_LOG`, the file emptied first), for the caller to read what its start-up
+/// check met.
+pub fn start(
+    sccache: &Path,
+    depth: u32,
+    timeout: Duration,
+    error_log: Option<&Path>,
+) -> Result<(), StartFailure> {
     let problem = error_log_problem()
         .or_else(|| crate::backend::gha::release_problem(sccache))
         .or_else(crate::backend::precheck);
@@ -57,6 +64,11 @@ pub fn start(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
     cmd.arg("--start-server")
         .env(DEPTH_VAR, (depth + 1).to_string())
         .stdin(Stdio::null());
+    // A log that cannot be emptied is not handed over: an old one could say what this start
+    // did not meet.
+    if let Some(log) = error_log.filter(|log| std::fs::File::create(log).is_ok()) {
+        cmd.env("SCCACHE_ERROR_LOG", log);
+    }
     let captured = run_bounded(cmd, timeout).map_err(|e| {
         let words = naming_backend(&e.to_string());
         match e {
@@ -132,7 +144,12 @@ const PROBE_ANSWER: Duration = Duration::from_secs(5);
 /// `--start-server` against a running server succeeds without checking the storage backend, and
 /// the backend is what most often failed. No call uses the server meanwhile: the breaker was open.
 /// Then a fresh server is started, which checks the backend. `Ok` when one is up.
-pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartFailure> {
+pub fn probe(
+    sccache: &Path,
+    depth: u32,
+    timeout: Duration,
+    error_log: Option<&Path>,
+) -> Result<(), StartFailure> {
     // The caller checked the owner just before; should another user's server take the address
     // in between, `stop` and `stop_hung` refuse to touch it.
     if is_up() {
@@ -160,7 +177,7 @@ pub fn probe(sccache: &Path, depth: u32, timeout: Duration) -> Result<(), StartF
             Ok(_) => {}
         }
     }
-    start(sccache, depth, timeout)
+    start(sccache, depth, timeout, error_log)
 }
 
 /// Asks the server to stop and waits (at most `timeout`) until nothing listens any more. sccache

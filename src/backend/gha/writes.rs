@@ -3,8 +3,8 @@
 //! breaker for a short cooldown, and `status` says how many writes failed and whether they were
 //! throttled. README's GHA section gives the measurement behind the policy.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::enabled_by_env;
@@ -121,6 +121,66 @@ pub fn after_forward(
     }
 }
 
+/// Where the server's errors go when the shim starts it with GHA in use, so that the start can
+/// tell a write storm that is already on. `None` when the user chose a log of their own
+/// (`SCCACHE_ERROR_LOG`, or `SCCACHE_LOG`, whose level would send more than errors there), when
+/// the backend is read-only by choice, or without a state dir.
+pub fn start_log(config: &crate::config::Config, key: &str) -> Option<PathBuf> {
+    if !enabled_by_env() || read_only_by_choice() {
+        return None;
+    }
+    if super::var("SCCACHE_ERROR_LOG").is_some() || super::var("SCCACHE_LOG").is_some() {
+        return None;
+    }
+    Some(
+        config
+            .state_dir
+            .as_deref()?
+            .join(format!("sccache-errors-{key}")),
+    )
+}
+
+/// After the shim started a server with [`start_log`]: when the server's start-up check had its
+/// test write refused with 429 (sccache 0.10 to 0.19 log `storage write check failed:
+/// RateLimited`), a write storm is on, and the breaker opens as a look would open it, before any
+/// call pays a miss through sccache. `true` when it opened. The log is removed either way: the
+/// server writes its later errors to the unlinked file, which goes with the server; it may hold
+/// URLs, so nothing of it reaches the shim's own log.
+pub fn after_start(config: &crate::config::Config, key: &str, log: &Path) -> bool {
+    let storm = throttled_at_start(log);
+    let _ = std::fs::remove_file(log);
+    let Some(dir) = config.state_dir.as_deref().filter(|_| storm) else {
+        return false;
+    };
+    let cooldown = THROTTLE_COOLDOWN.min(config.cooldown);
+    write_writes(
+        dir,
+        key,
+        &Writes {
+            throttled_at: Some(crate::state::now_secs()),
+            ..Writes::default()
+        },
+    );
+    log::info!("the sccache server's start-up check had its test write throttled (429)");
+    let trip = crate::state::Trip::GhaThrottled {
+        failed: 1,
+        cooldown_secs: cooldown.as_secs(),
+    };
+    crate::state::trip(Some(dir), key, cooldown, trip);
+    true
+}
+
+/// Whether the server's error log says its start-up check's test write was throttled. Only the
+/// first 64 KiB are read: the check is the first thing a server does.
+fn throttled_at_start(log: &Path) -> bool {
+    let mut text = Vec::new();
+    let read = std::fs::File::open(log).and_then(|f| f.take(64 * 1024).read_to_end(&mut text));
+    read.is_ok()
+        && String::from_utf8_lossy(&text)
+            .lines()
+            .any(|l| l.contains("write check failed") && l.contains("RateLimited"))
+}
+
 /// [`after_forward`]'s look, once GHA is known to be in use: keeps the figures in `dir` and
 /// says what to trip when they show a storm.
 fn look(
@@ -219,6 +279,23 @@ pub fn writes_words(report: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use crate::state::Trip;
+
+    /// What sccache 0.10, 0.16 and 0.19 write to their error log at a start into a write storm,
+    /// and at one whose service fails reads (not a storm), as seen against the test service.
+    #[test]
+    fn a_throttled_test_write_in_the_start_log_is_a_storm() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("errors");
+        assert!(!throttled_at_start(&log), "no log");
+        let storm = "storage write check failed: RateLimited (temporary) at write => \
+                     {\"code\":\"unavailable\"}\n\nContext:\n   uri: http://127.0.0.1:1/x\n";
+        let read_failed = "sccache: error: cache storage failed to read: Unexpected (temporary) \
+                           at read => {\"code\":\"unavailable\"}\n";
+        for (text, expected) in [(storm, true), (read_failed, false), ("", false)] {
+            std::fs::write(&log, text).unwrap();
+            assert_eq!(throttled_at_start(&log), expected, "{text}");
+        }
+    }
 
     /// Makes the kept figures look older than [`LOOK_EVERY`], as the next call after a pause.
     fn age(dir: &Path, key: &str) {

@@ -213,7 +213,7 @@ fn dist_status(config: &Config, sccache: &Path) -> View {
             return View::Unknown("the running sccache server is another user's".into())
         }
         Some(_) => false,
-        None => match server::start(sccache, config.depth, config.start_timeout) {
+        None => match server::start(sccache, config.depth, config.start_timeout, None) {
             Ok(()) => true,
             Err(_) => return View::Unknown("the sccache server did not start".into()),
         },

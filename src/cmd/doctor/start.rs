@@ -32,7 +32,7 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
         None => {}
     }
     let started = Instant::now();
-    let result = server::start(sccache, config.depth, config.start_timeout);
+    let result = server::start(sccache, config.depth, config.start_timeout, None);
     let took = started.elapsed();
     let ms = took.as_millis();
     // Where this environment's server keeps its cache, as sccache itself says (its config file
