@@ -431,6 +431,12 @@ impl Bench {
         let ready = dir.join("gha-ready.json");
         let control = dir.join("gha-control.json");
         fs::write(&control, "{}").map_err(|e| e.to_string())?;
+        // A ready file left by the service of an earlier build in the same directory would name
+        // that service's port, where nothing listens any more.
+        match fs::remove_file(&ready) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            _ => {}
+        }
         let python = find_on_path("python3").ok_or("python3 was not found")?;
         let mut cmd = self.command(&python, &self.env_plain(), id);
         cmd.arg(servers_dir().join("gha_cache.py"))
