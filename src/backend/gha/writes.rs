@@ -149,25 +149,46 @@ pub fn start_log(config: &crate::config::Config, key: &str) -> Option<PathBuf> {
 pub fn after_start(config: &crate::config::Config, key: &str, log: &Path) -> bool {
     let storm = throttled_at_start(log);
     let _ = std::fs::remove_file(log);
-    let Some(dir) = config.state_dir.as_deref().filter(|_| storm) else {
+    let Some(dir) = config.state_dir.as_deref() else {
         return false;
     };
     let cooldown = THROTTLE_COOLDOWN.min(config.cooldown);
+    let Some(trip) = settle_start(dir, key, storm, cooldown) else {
+        return false;
+    };
+    log::info!("the sccache server's start-up check had its test write throttled (429)");
+    crate::state::trip(Some(dir), key, cooldown, trip);
+    true
+}
+
+/// [`after_start`]'s figures: a new server's start from zero, and the next look is due an
+/// interval from now. `storm`: the start-up check's test write was throttled, which is kept as
+/// the throttle's time and says what to trip.
+fn settle_start(
+    dir: &Path,
+    key: &str,
+    storm: bool,
+    cooldown: Duration,
+) -> Option<crate::state::Trip> {
+    // Without a storm, the first look waits its interval like any other (sccache 0.10 to 0.19
+    // make a test write at every start, an entry there or not, and this one was not
+    // throttled a moment ago), so a build shorter than that asks the server nothing.
+    let throttled_at = match storm {
+        true => Some(crate::state::now_secs()),
+        false => read_writes(dir, key).and_then(|w| w.throttled_at),
+    };
     write_writes(
         dir,
         key,
         &Writes {
-            throttled_at: Some(crate::state::now_secs()),
+            throttled_at,
             ..Writes::default()
         },
     );
-    log::info!("the sccache server's start-up check had its test write throttled (429)");
-    let trip = crate::state::Trip::GhaThrottled {
+    storm.then_some(crate::state::Trip::GhaThrottled {
         failed: 1,
         cooldown_secs: cooldown.as_secs(),
-    };
-    crate::state::trip(Some(dir), key, cooldown, trip);
-    true
+    })
 }
 
 /// Whether the server's error log says its start-up check's test write was throttled. Only the
@@ -295,6 +316,55 @@ mod tests {
             std::fs::write(&log, text).unwrap();
             assert_eq!(throttled_at_start(&log), expected, "{text}");
         }
+    }
+
+    /// A start that met a storm trips and keeps the throttle's time; a clean one keeps the last
+    /// throttle's time, zeroes the figures and puts the next look an interval away.
+    #[test]
+    fn a_start_settles_the_figures_and_the_next_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let trip = settle_start(d, "k", true, THROTTLE_COOLDOWN);
+        assert!(matches!(
+            trip,
+            Some(Trip::GhaThrottled {
+                failed: 1,
+                cooldown_secs: 60
+            })
+        ));
+        let at = read_writes(d, "k").unwrap().throttled_at;
+        assert!(at.is_some());
+
+        write_writes(
+            d,
+            "k",
+            &Writes {
+                failed: 7,
+                stored: 2,
+                throttled_at: at,
+            },
+        );
+        assert!(settle_start(d, "k", false, THROTTLE_COOLDOWN).is_none());
+        let kept = read_writes(d, "k").unwrap();
+        assert_eq!(
+            kept,
+            Writes {
+                failed: 0,
+                stored: 0,
+                throttled_at: at
+            }
+        );
+        let asked = std::cell::Cell::new(false);
+        let look_now = look(d, "k", THROTTLE_COOLDOWN, || {
+            asked.set(true);
+            Some((1, 0))
+        });
+        assert!(
+            look_now.is_none() && !asked.get(),
+            "the first look waits its interval"
+        );
+        age(d, "k");
+        assert!(look(d, "k", THROTTLE_COOLDOWN, || Some((1, 0))).is_some());
     }
 
     /// Makes the kept figures look older than [`LOOK_EVERY`], as the next call after a pause.
