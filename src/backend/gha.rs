@@ -24,7 +24,7 @@ use super::{http_endpoints, resolve, split_url, var, Answer, Endpoint, Protocol}
 
 mod writes;
 pub use writes::{
-    after_forward, after_start, forget_writes, start_log, writes_report, writes_words,
+    after_forward, after_start, forget_writes, start_log, writes_report, writes_words, StartLog,
 };
 
 /// The twirp service sccache's v2 requests go to, under `ACTIONS_RESULTS_URL`.

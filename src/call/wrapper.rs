@@ -277,12 +277,13 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
         Some(_) if !half_open => return Ok(()),
         _ => {}
     }
+    // Removed when this call returns, whatever came of the start.
     let start_log = gha::start_log(config, key);
-    let start_log = start_log.as_deref();
+    let log_path = start_log.as_ref().map(gha::StartLog::path);
     let started = if half_open {
-        server::probe(sccache, config.depth, config.start_timeout, start_log)
+        server::probe(sccache, config.depth, config.start_timeout, log_path)
     } else {
-        server::start(sccache, config.depth, config.start_timeout, start_log)
+        server::start(sccache, config.depth, config.start_timeout, log_path)
     };
     match started {
         // `--start-server` takes "address in use" for success: another user's server may have
@@ -292,7 +293,10 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
             None => {
                 state::server_started(dir, key, now);
                 // A write storm already on: the server's start-up check met it.
-                match start_log.is_some_and(|log| gha::after_start(config, key, log)) {
+                match start_log
+                    .as_ref()
+                    .is_some_and(|log| gha::after_start(config, key, log))
+                {
                     true => Err("gha-throttled"),
                     false => Ok(()),
                 }

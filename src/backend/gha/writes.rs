@@ -121,34 +121,45 @@ pub fn after_forward(
     }
 }
 
-/// Where the server's errors go when the shim starts it with GHA in use, so that the start can
-/// tell a write storm that is already on. `None` when the user chose a log of their own
+/// The error log the shim hands a server it starts with GHA in use, so that the start can tell a
+/// write storm that is already on. It is removed when this is dropped, whatever came of the
+/// start: it may hold URLs. The server writes its later errors to the unlinked file, which goes
+/// with the server.
+pub struct StartLog(PathBuf);
+
+impl StartLog {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StartLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A [`StartLog`] in the state dir, or `None` when the user chose a log of their own
 /// (`SCCACHE_ERROR_LOG`, or `SCCACHE_LOG`, whose level would send more than errors there), when
 /// the backend is read-only by choice, or without a state dir.
-pub fn start_log(config: &crate::config::Config, key: &str) -> Option<PathBuf> {
+pub fn start_log(config: &crate::config::Config, key: &str) -> Option<StartLog> {
     if !enabled_by_env() || read_only_by_choice() {
         return None;
     }
     if super::var("SCCACHE_ERROR_LOG").is_some() || super::var("SCCACHE_LOG").is_some() {
         return None;
     }
-    Some(
-        config
-            .state_dir
-            .as_deref()?
-            .join(format!("sccache-errors-{key}")),
-    )
+    let dir = config.state_dir.as_deref()?;
+    Some(StartLog(dir.join(format!("sccache-errors-{key}"))))
 }
 
-/// After the shim started a server with [`start_log`]: when the server's start-up check had its
+/// After the shim started a server with a [`StartLog`]: when the server's start-up check had its
 /// test write refused with 429 (sccache 0.10 to 0.19 log `storage write check failed:
 /// RateLimited`), a write storm is on, and the breaker opens as a look would open it, before any
-/// call pays a miss through sccache. `true` when it opened. The log is removed either way: the
-/// server writes its later errors to the unlinked file, which goes with the server; it may hold
-/// URLs, so nothing of it reaches the shim's own log.
-pub fn after_start(config: &crate::config::Config, key: &str, log: &Path) -> bool {
-    let storm = throttled_at_start(log);
-    let _ = std::fs::remove_file(log);
+/// call pays a miss through sccache. `true` when it opened. Nothing of the log reaches the shim's
+/// own log.
+pub fn after_start(config: &crate::config::Config, key: &str, log: &StartLog) -> bool {
+    let storm = throttled_at_start(log.path());
     let Some(dir) = config.state_dir.as_deref() else {
         return false;
     };
@@ -365,6 +376,18 @@ mod tests {
         );
         age(d, "k");
         assert!(look(d, "k", THROTTLE_COOLDOWN, || Some((1, 0))).is_some());
+    }
+
+    /// The start's error log goes with the call that handed it over, whatever came of the start.
+    #[test]
+    fn a_start_log_is_removed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = StartLog(dir.path().join("sccache-errors-k"));
+        std::fs::write(log.path(), "storage write check failed: RateLimited").unwrap();
+        assert!(throttled_at_start(log.path()));
+        let path = log.path().to_owned();
+        drop(log);
+        assert!(!path.exists());
     }
 
     /// Makes the kept figures look older than [`LOOK_EVERY`], as the next call after a pause.
