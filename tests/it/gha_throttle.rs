@@ -210,7 +210,12 @@ const STORM_CRATES: usize = 8;
 /// the breaker opens at the start, and no call goes through sccache). A second round comes after
 /// the cooldown (shortened to 2 s) and the 5 s between two looks at the figures: the half-open
 /// probe replaces the server, and the storm, still on, opens the breaker again at that start.
-fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
+fn build_into_a_write_storm(
+    test: &str,
+    onset_after_start: bool,
+    user_error_log: bool,
+    rounds: u64,
+) {
     // Every part is bound, in this order, so that none drops before the test ends and the
     // sandbox drops first.
     let Some(Rig {
@@ -225,6 +230,12 @@ fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
         return;
     };
     sb.set_env("MAYBE_SCCACHE_COOLDOWN", "2");
+    // A user's own error log is theirs: the shim hands the server none and reads none, so the
+    // storm is found by the look after the first call instead.
+    let user_log = dir.path().join("user-errors.log");
+    if user_error_log {
+        sb.set_env("SCCACHE_ERROR_LOG", &user_log);
+    }
     if onset_after_start {
         let r = run(sb.command(sccache).arg("--start-server"), SHORT);
         assert_eq!(r.code(), Some(0), "{}", r.describe());
@@ -262,7 +273,7 @@ fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
         );
         // A storm already on when a server starts (the first round's, or the probe's fresh one
         // later) is seen at that start; one that begins after it, by the first call's miss.
-        let storm_at_start = !onset_after_start || round > 1;
+        let storm_at_start = (!onset_after_start || round > 1) && !user_error_log;
         let writes = st.path(&["backend", "writes"]).expect("backend.writes");
         let failed = writes.path(&["failed"]).and_then(Json::as_u64).unwrap();
         if !storm_at_start {
@@ -346,6 +357,13 @@ fn build_into_a_write_storm(test: &str, onset_after_start: bool, rounds: u64) {
         forwarded_before = forwarded;
         at_start_before = at_start;
     }
+    if user_error_log {
+        let text = fs::read_to_string(&user_log).unwrap_or_default();
+        assert!(
+            text.contains("write check failed"),
+            "the user's log: {text}"
+        );
+    }
 
     // `reset` forgets the throttle with the breaker: `status` no longer reports one.
     run(&mut sb.shim(["reset"]), SHORT).assert_success();
@@ -372,17 +390,32 @@ fn a_write_storm_after_the_start_sends_calls_to_the_compiler() {
     build_into_a_write_storm(
         "a_write_storm_after_the_start_sends_calls_to_the_compiler",
         true,
+        false,
         1,
     );
 }
 
-/// The storm is on when the shim starts the server: sccache's start-up check cannot write and
-/// starts read-only, and its misses still count failed writes.
+/// The storm is on when the shim starts the server: sccache's start-up check has its test write
+/// throttled, which the shim reads in the error log it gave the server, and the breaker opens at
+/// the start.
 #[test]
 fn a_write_storm_at_the_start_sends_calls_to_the_compiler() {
     build_into_a_write_storm(
         "a_write_storm_at_the_start_sends_calls_to_the_compiler",
         false,
+        false,
+        1,
+    );
+}
+
+/// The same storm with the user's own `SCCACHE_ERROR_LOG`: the shim leaves that log to the user
+/// (sccache writes the throttled test write there) and finds the storm after the first call.
+#[test]
+fn a_write_storm_at_the_start_with_the_users_error_log() {
+    build_into_a_write_storm(
+        "a_write_storm_at_the_start_with_the_users_error_log",
+        false,
+        true,
         1,
     );
 }
@@ -394,6 +427,7 @@ fn a_write_storm_past_the_cooldown_opens_the_breaker_again() {
     build_into_a_write_storm(
         "a_write_storm_past_the_cooldown_opens_the_breaker_again",
         true,
+        false,
         2,
     );
 }

@@ -323,7 +323,17 @@ mod tests {
                      {\"code\":\"unavailable\"}\n\nContext:\n   uri: http://127.0.0.1:1/x\n";
         let read_failed = "sccache: error: cache storage failed to read: Unexpected (temporary) \
                            at read => {\"code\":\"unavailable\"}\n";
-        for (text, expected) in [(storm, true), (read_failed, false), ("", false)] {
+        // Neither word alone: a write refused for want of permission (a read-only token), nor a
+        // throttled read, which fails the start by itself.
+        let refused = "storage write check failed: PermissionDenied (persistent) at write\n";
+        let read_throttled = "sccache: error: cache storage failed to read: RateLimited\n";
+        for (text, expected) in [
+            (storm, true),
+            (read_failed, false),
+            (refused, false),
+            (read_throttled, false),
+            ("", false),
+        ] {
             std::fs::write(&log, text).unwrap();
             assert_eq!(throttled_at_start(&log), expected, "{text}");
         }
