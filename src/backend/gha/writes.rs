@@ -65,6 +65,18 @@ fn write_writes(dir: &Path, key: &str, w: &Writes) {
     }
 }
 
+/// A new server's figures (zero failed, zero stored) with the last throttle's time.
+fn write_fresh_writes(dir: &Path, key: &str, throttled_at: Option<u64>) {
+    write_writes(
+        dir,
+        key,
+        &Writes {
+            throttled_at,
+            ..Writes::default()
+        },
+    );
+}
+
 /// Forgets the write figures kept for `key` (`maybe-sccache reset`), so that `status` no longer
 /// reports the last throttle and the next look counts from the server's figures alone.
 pub fn forget_writes(dir: &Path, key: &str) -> std::io::Result<()> {
@@ -188,14 +200,7 @@ fn settle_start(
         true => Some(crate::state::now_secs()),
         false => read_writes(dir, key).and_then(|w| w.throttled_at),
     };
-    write_writes(
-        dir,
-        key,
-        &Writes {
-            throttled_at,
-            ..Writes::default()
-        },
-    );
+    write_fresh_writes(dir, key, throttled_at);
     storm.then_some(crate::state::Trip::GhaThrottled {
         failed: 1,
         cooldown_secs: cooldown.as_secs(),
@@ -250,14 +255,7 @@ fn look(
     // No call forwards again before the half-open probe has replaced this server with a fresh
     // one, whose figures start from zero: so do the ones kept.
     let throttled_at = Some(crate::state::now_secs());
-    write_writes(
-        dir,
-        key,
-        &Writes {
-            throttled_at,
-            ..Writes::default()
-        },
-    );
+    write_fresh_writes(dir, key, throttled_at);
     Some(crate::state::Trip::GhaThrottled {
         failed: failed - last.filter(|w| w.failed <= failed).map_or(0, |w| w.failed),
         cooldown_secs: cooldown.as_secs(),
