@@ -262,10 +262,15 @@ fn unprobeable_backend_frozen_mid_build_is_abandoned_with_one_compiler_per_crate
     assert_one_compiler_per_crate(&log);
     let st = sb.status_json();
     eprintln!("{test}: status {st}");
+    // Which of the watchdog's two signals ends the call is up to sccache's server, not the
+    // shim: while it waits on the frozen socket it may still answer statistics (then the call is
+    // abandoned on the idle limit) or not (a server whose worker threads all wait on Redis; then
+    // on the unanswered statistics request). Both are bounded; CI has seen both on 2 cores.
     let reason = breaker_reason(&st);
     assert!(
-        reason.contains("backend-stuck: no compiler at work"),
-        "the watchdog must have abandoned a call on the idle limit: {st:?}"
+        reason.contains("backend-stuck: no compiler at work")
+            || reason.contains("hung: sccache did not answer a statistics request"),
+        "the watchdog must have abandoned a call (idle limit or unanswered statistics): {st:?}"
     );
     assert!(counter(&st, "fallback", "hung") >= 1, "{st:?}");
 
