@@ -168,47 +168,64 @@ pub enum Verdict {
 
 impl Watcher {
     fn run(mut self, pid: u32, shared: Arc<Mutex<Shared>>) {
+        debug_assert_eq!(pid, self.call);
         let mut next = self.started + first_check(self.slow_call);
         loop {
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            if shared.lock().map_or(true, |s| s.finished) {
+            if self.look(&mut Live, &shared, end::abandon) {
                 return;
-            }
-            let obs = self.observe(&mut Live);
-            let verdict = self.judge(&obs);
-            if let Ok(mut s) = shared.lock() {
-                if s.watched.is_none() {
-                    s.watched = self.errors_at_start.map(|errors_before| Watched {
-                        errors_before,
-                        always_compiling: true,
-                    });
-                }
-                if let Some(watched) = &mut s.watched {
-                    watched.always_compiling &= obs.at_work();
-                }
-            }
-            log::debug!(
-                "watchdog {} s into the call: {obs:?} -> {verdict:?}",
-                self.started.elapsed().as_secs()
-            );
-            if let Verdict::Stuck(why) = verdict {
-                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                if s.finished {
-                    return;
-                }
-                // The lock is held until every process of the call and of the server is gone,
-                // so the waiting thread compiles directly only after that.
-                if end::abandon(pid, &self.compiler) {
-                    log::warn!("abandoning the call: {why}");
-                    s.stuck = Some(why);
-                    return;
-                }
-                log::debug!("watchdog: a compile started just before the kill; left alone");
-                self.strikes = 0;
-                self.idle_since = None;
             }
             next = Instant::now() + CHECK_EVERY;
         }
+    }
+
+    /// One turn of the watch: look, judge, and on a stuck verdict `abandon` the call (which
+    /// says whether it did). Returns whether the watch is over: the call finished, or was
+    /// abandoned. Every decision of the watchdog's thread is here, apart from its sleeps.
+    fn look(
+        &mut self,
+        facts: &mut impl Facts,
+        shared: &Mutex<Shared>,
+        abandon: impl FnOnce(u32, &str) -> bool,
+    ) -> bool {
+        if shared.lock().map_or(true, |s| s.finished) {
+            return true;
+        }
+        let obs = self.observe(facts);
+        let verdict = self.judge(&obs);
+        if let Ok(mut s) = shared.lock() {
+            if s.watched.is_none() {
+                s.watched = self.errors_at_start.map(|errors_before| Watched {
+                    errors_before,
+                    always_compiling: true,
+                });
+            }
+            if let Some(watched) = &mut s.watched {
+                watched.always_compiling &= obs.at_work();
+            }
+        }
+        log::debug!(
+            "watchdog {} s into the call: {obs:?} -> {verdict:?}",
+            self.started.elapsed().as_secs()
+        );
+        let Verdict::Stuck(why) = verdict else {
+            return false;
+        };
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if s.finished {
+            return true;
+        }
+        // The lock is held until every process of the call and of the server is gone, so the
+        // waiting thread compiles directly only after that.
+        if abandon(self.call, &self.compiler) {
+            log::warn!("abandoning the call: {why}");
+            s.stuck = Some(why);
+            return true;
+        }
+        log::debug!("watchdog: a compile started just before the kill; left alone");
+        self.strikes = 0;
+        self.idle_since = None;
+        false
     }
 
     /// One look at the call, asking `facts` only what the look needs: a compile at work (local,

@@ -372,3 +372,176 @@ fn without_proc_no_build_server_is_looked_at() {
     assert_eq!(o.remote, Remote::Unknown);
     assert!(o.backend_failing.is_some());
 }
+
+/// A look's `abandon`, recording the calls it was asked to end and answering `kills`.
+fn abandon_to(asked: &mut Vec<(u32, String)>, kills: bool) -> impl FnOnce(u32, &str) -> bool + '_ {
+    move |call, compiler| {
+        asked.push((call, compiler.to_owned()));
+        kills
+    }
+}
+
+#[test]
+fn a_finished_call_ends_the_watch_before_any_question() {
+    let mut w = watcher(20);
+    let shared = Mutex::new(Shared {
+        finished: true,
+        ..Shared::default()
+    });
+    let mut told = Told::new(Some(false), 0);
+    let mut kills = Vec::new();
+    assert!(w.look(&mut told, &shared, abandon_to(&mut kills, true)));
+    assert!(told.asked.is_empty(), "{:?}", told.asked);
+    assert!(kills.is_empty());
+}
+
+#[test]
+fn a_stuck_call_is_abandoned_on_the_second_failing_look_and_its_reason_kept() {
+    let mut w = watcher(20);
+    let shared = Mutex::new(Shared::default());
+    let mut kills = Vec::new();
+    // The first look with the server idle and the backend refusing: suspect, nothing killed.
+    assert!(!w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    assert!(kills.is_empty());
+    assert!(shared.lock().unwrap().stuck.is_none());
+    // The second: the call's group is abandoned and the watch is over.
+    assert!(w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    assert_eq!(kills, [(1, "rustc".to_owned())]);
+    let stuck = shared.lock().unwrap().stuck.clone();
+    assert!(
+        matches!(stuck, Some(Trip::BackendStuck(ref why)) if why.contains("S3")),
+        "{stuck:?}"
+    );
+}
+
+#[test]
+fn a_kill_that_meets_a_new_compile_starts_the_count_again() {
+    let mut w = watcher(20);
+    let shared = Mutex::new(Shared::default());
+    let mut kills = Vec::new();
+    assert!(!w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, false)
+    ));
+    // Stuck on the second look, but the kill found a compile just started: left alone.
+    assert!(!w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, false)
+    ));
+    assert_eq!(kills.len(), 1);
+    assert!(shared.lock().unwrap().stuck.is_none());
+    assert_eq!((w.strikes, w.idle_since), (0, None));
+    // The count starts again: the next failing look is only suspect.
+    assert!(!w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    assert_eq!(kills.len(), 1);
+}
+
+/// Facts that mark the call finished while the look asks the backend: the call ended on its
+/// own between the look and the verdict.
+struct FinishesDuringTheLook<'a> {
+    told: Told,
+    shared: &'a Mutex<Shared>,
+}
+
+impl Facts for FinishesDuringTheLook<'_> {
+    fn server(&mut self) -> Option<u32> {
+        self.told.server()
+    }
+    fn compile_at_work(&mut self, server: Option<u32>, call: u32, compiler: &str) -> Option<bool> {
+        self.told.compile_at_work(server, call, compiler)
+    }
+    fn error_total(&mut self, sccache: &Path) -> Option<u64> {
+        self.told.error_total(sccache)
+    }
+    fn stats(&mut self, sccache: &Path) -> Option<server::Stats> {
+        self.told.stats(sccache)
+    }
+    fn backends(&mut self, cache_location: Option<&str>) -> Vec<Backend> {
+        self.told.backends(cache_location)
+    }
+    fn remote(
+        &mut self,
+        remotes: &mut dist::Remotes,
+        server: Option<u32>,
+        distributing: bool,
+        backends: &[Backend],
+    ) -> Remote {
+        self.told.remote(remotes, server, distributing, backends)
+    }
+    fn probe(&mut self, backends: &[Backend]) -> Vec<Vec<backend::Answer>> {
+        self.shared.lock().unwrap().finished = true;
+        self.told.probe(backends)
+    }
+}
+
+#[test]
+fn a_call_that_finished_meanwhile_is_never_abandoned() {
+    let mut w = watcher(20);
+    let shared = Mutex::new(Shared::default());
+    let mut kills = Vec::new();
+    assert!(!w.look(
+        &mut Told::new(Some(false), 0),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    let mut facts = FinishesDuringTheLook {
+        told: Told::new(Some(false), 0),
+        shared: &shared,
+    };
+    // Stuck by its look, but finished before the verdict: the watch ends, nothing is killed.
+    assert!(w.look(&mut facts, &shared, abandon_to(&mut kills, true)));
+    assert!(facts.told.asked.contains(&"probe"));
+    assert!(kills.is_empty());
+    assert!(shared.lock().unwrap().stuck.is_none());
+}
+
+#[test]
+fn the_looks_keep_the_error_baseline_and_whether_every_one_saw_a_compile() {
+    let mut w = watcher(20);
+    let shared = Mutex::new(Shared::default());
+    let mut kills = Vec::new();
+    let watched = |shared: &Mutex<Shared>| shared.lock().unwrap().watched;
+    assert!(!w.look(
+        &mut Told::new(Some(true), 7),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    let first = Watched {
+        errors_before: 7,
+        always_compiling: true,
+    };
+    assert_eq!(watched(&shared), Some(first));
+    // Busy again with more errors: the baseline stays the first look's.
+    assert!(!w.look(
+        &mut Told::new(Some(true), 9),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    assert_eq!(watched(&shared), Some(first));
+    // One idle look, then a busy one: the call was not always compiling.
+    let mut idle = Told::new(Some(false), 9);
+    idle.probes = vec![vec![backend::Answer::Answers]];
+    assert!(!w.look(&mut idle, &shared, abandon_to(&mut kills, true)));
+    assert!(!w.look(
+        &mut Told::new(Some(true), 9),
+        &shared,
+        abandon_to(&mut kills, true)
+    ));
+    let last = watched(&shared).unwrap();
+    assert_eq!((last.errors_before, last.always_compiling), (7, false));
+    assert!(kills.is_empty());
+}
