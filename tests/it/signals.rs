@@ -73,6 +73,18 @@ impl Tree {
             .stderr(Stdio::null());
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
+        // The test starts from default dispositions whatever the harness inherited: a harness
+        // run as a shell's background job has SIGINT and SIGQUIT ignored, which the shim then
+        // rightly keeps ignored (see `signals_ignored_by_the_caller_stay_ignored`).
+        // SAFETY: `signal` is async-signal-safe, as the time between fork and exec needs.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + SHORT;
         let compiler_pid = loop {
