@@ -288,15 +288,17 @@ fn ensure_usable(config: &Config, sccache: &Path, key: &str) -> Result<(), &'sta
     match started {
         // `--start-server` takes "address in use" for success: another user's server may have
         // taken the address meanwhile.
-        Ok(()) => match server::foreign() {
+        Ok(started) => match server::foreign() {
             Some(owner) => Err(foreign_server(owner)),
             None => {
                 state::server_started(dir, key, now);
-                // A write storm already on: the server's start-up check met it.
-                match start_log
-                    .as_ref()
-                    .is_some_and(|log| gha::after_start(config, key, log))
-                {
+                // A write storm already on: the server's start-up check met it. A server that
+                // another call started a moment before is that call's to read.
+                let storm = started == server::Started::Fresh
+                    && start_log
+                        .as_ref()
+                        .is_some_and(|log| gha::after_start(config, key, log));
+                match storm {
                     true => Err("gha-throttled"),
                     false => Ok(()),
                 }

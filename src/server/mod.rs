@@ -4,7 +4,8 @@
 //!
 //! `sccache --start-server` is the probe: it starts a server against the real storage backend and
 //! fails if the backend cannot be used, without involving any compile of the caller's. A server
-//! already running answers "Address in use", which counts as success.
+//! already running answers "Address in use", which counts as success, told apart from a fresh
+//! start ([`Started`]): what that start's check met is the starting call's to read.
 
 use std::env;
 use std::ffi::OsString;
@@ -43,6 +44,17 @@ impl std::fmt::Display for StartFailure {
     }
 }
 
+/// What a successful `sccache --start-server` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// A new server is up: its start-up check ran, and its figures start from zero.
+    Fresh,
+    /// A server was already listening at the address ("Address in use": another call started it
+    /// a moment before). Its start-up check was that call's, and the error log handed to this
+    /// start says nothing of it.
+    AlreadyUp,
+}
+
 /// Runs `sccache --start-server`, killing it (and anything it started in its process group) at
 /// `timeout`. `Ok` when a server is up afterwards. With `error_log`, the server writes its errors
 /// there (`SCCACHE_ERROR_LOG`, the file emptied first), for the caller to read what its start-up
@@ -52,7 +64,7 @@ pub fn start(
     depth: u32,
     timeout: Duration,
     error_log: Option<&Path>,
-) -> Result<(), StartFailure> {
+) -> Result<Started, StartFailure> {
     let problem = error_log_problem()
         .or_else(|| crate::backend::gha::release_problem(sccache))
         .or_else(crate::backend::precheck);
@@ -81,14 +93,13 @@ pub fn start(
         String::from_utf8_lossy(&captured.stdout),
         String::from_utf8_lossy(&captured.stderr)
     );
-    let ok = captured.code == Some(0) || text.contains("Address in use");
     log::info!(
         "sccache --start-server: exit {:?} after {} ms",
         captured.code,
         started.elapsed().as_millis()
     );
-    if ok {
-        return Ok(());
+    if let Some(started) = started_by(captured.code, &text) {
+        return Ok(started);
     }
     log::debug!("sccache --start-server said: {}", text.trim_end());
     let first = text
@@ -100,6 +111,16 @@ pub fn start(
     Err(StartFailure::Sccache(naming_backend(&format!(
         "start-failed: {first}"
     ))))
+}
+
+/// What `sccache --start-server`'s exit code and words say came of it; `None`: no server.
+fn started_by(code: Option<i32>, text: &str) -> Option<Started> {
+    if code == Some(0) {
+        return Some(Started::Fresh);
+    }
+    // sccache 0.16: exit 2, "sccache: error: Server startup failed: Address in use".
+    text.contains("Address in use")
+        .then_some(Started::AlreadyUp)
 }
 
 /// `reason` with the configured remote backend named after its first word, so that a breaker
@@ -149,7 +170,7 @@ pub fn probe(
     depth: u32,
     timeout: Duration,
     error_log: Option<&Path>,
-) -> Result<(), StartFailure> {
+) -> Result<Started, StartFailure> {
     // The caller checked the owner just before; should another user's server take the address
     // in between, `stop` and `stop_hung` refuse to touch it.
     if is_up() {
@@ -233,4 +254,32 @@ pub fn stop_hung(sccache: &Path) -> bool {
         }
     }
     !is_up()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_that_met_a_running_server_is_told_from_a_fresh_one() {
+        assert_eq!(
+            started_by(Some(0), "sccache: Listening on address 127.0.0.1:4226\n"),
+            Some(Started::Fresh)
+        );
+        assert_eq!(
+            started_by(
+                Some(2),
+                "sccache: error: Server startup failed: Address in use\n"
+            ),
+            Some(Started::AlreadyUp)
+        );
+        assert_eq!(
+            started_by(
+                Some(2),
+                "sccache: error: Timed out waiting for server startup\n"
+            ),
+            None
+        );
+        assert_eq!(started_by(None, ""), None);
+    }
 }

@@ -214,7 +214,7 @@ fn dist_status(config: &Config, sccache: &Path) -> View {
         }
         Some(_) => false,
         None => match server::start(sccache, config.depth, config.start_timeout, None) {
-            Ok(()) => true,
+            Ok(started) => started == server::Started::Fresh,
             Err(_) => return View::Unknown("the sccache server did not start".into()),
         },
     };

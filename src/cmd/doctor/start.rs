@@ -38,12 +38,13 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
     // Where this environment's server keeps its cache, as sccache itself says (its config file
     // included), asked before it is stopped.
     let cache = match result {
-        Ok(()) => cache_location(sccache).map_or(String::new(), |l| format!("; its cache: {l}")),
+        Ok(_) => cache_location(sccache).map_or(String::new(), |l| format!("; its cache: {l}")),
         Err(_) => String::new(),
     };
+    // A server that a build started a moment before doctor's is the build's: left running.
     let stopped = match result {
-        Ok(()) => server::stop(sccache, STOP_TIMEOUT),
-        Err(_) => true,
+        Ok(server::Started::Fresh) => server::stop(sccache, STOP_TIMEOUT),
+        Ok(server::Started::AlreadyUp) | Err(_) => true,
     };
     let stop_note = if stopped {
         "stopped again, so the build starts its own with the build's environment"
@@ -51,14 +52,18 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
         "it did not stop when asked: it keeps this command's environment"
     };
     match result {
-        Ok(()) if !stopped => warn(
+        // Another call started a server a moment before this one: report that one.
+        Ok(server::Started::AlreadyUp) => {
+            running_server(sccache, server::listening().unwrap_or(server::Owner::Us))
+        }
+        Ok(_) if !stopped => warn(
             format!(
                 "server: started in {ms} ms ({}{cache}), but {stop_note}",
                 server_address()
             ),
             "run `sccache --stop-server` before the build",
         ),
-        Ok(()) if took * 2 > config.start_timeout => warn(
+        Ok(_) if took * 2 > config.start_timeout => warn(
             format!(
                 "server: started in {ms} ms, more than half of the {} s the shim allows \
                  ({}{cache}); {stop_note}",
@@ -71,7 +76,7 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
                 DEFAULT_START_TIMEOUT.as_secs()
             ),
         ),
-        Ok(()) => ok(format!(
+        Ok(_) => ok(format!(
             "server: started in {ms} ms ({}{cache}) and {stop_note}",
             server_address()
         )),
