@@ -373,49 +373,67 @@ fn without_proc_no_build_server_is_looked_at() {
     assert!(o.backend_failing.is_some());
 }
 
-/// A look's `abandon`, recording the calls it was asked to end and answering `kills`.
-fn abandon_to(asked: &mut Vec<(u32, String)>, kills: bool) -> impl FnOnce(u32, &str) -> bool + '_ {
-    move |call, compiler| {
-        asked.push((call, compiler.to_owned()));
-        kills
+/// A watch driven look by look: the watcher, what it shares with the waiting thread, and the
+/// calls it asked to end.
+struct Watch {
+    w: Watcher,
+    shared: Arc<Mutex<Shared>>,
+    kills: Vec<(u32, String)>,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        Watch {
+            w: watcher(20),
+            shared: Arc::default(),
+            kills: Vec::new(),
+        }
+    }
+
+    /// One look told `facts`; a kill, if asked for, answers `kill_works`.
+    fn look(&mut self, facts: &mut impl Facts, kill_works: bool) -> bool {
+        let kills = &mut self.kills;
+        self.w.look(facts, &self.shared, |call, compiler| {
+            kills.push((call, compiler.to_owned()));
+            kill_works
+        })
+    }
+
+    /// One look at a server with no compiler at work and a backend that refuses.
+    fn look_idle_refused(&mut self, kill_works: bool) -> bool {
+        self.look(&mut Told::new(Some(false), 0), kill_works)
+    }
+
+    fn stuck(&self) -> Option<Trip> {
+        self.shared.lock().unwrap().stuck.clone()
+    }
+
+    fn watched(&self) -> Option<Watched> {
+        self.shared.lock().unwrap().watched
     }
 }
 
 #[test]
 fn a_finished_call_ends_the_watch_before_any_question() {
-    let mut w = watcher(20);
-    let shared = Mutex::new(Shared {
-        finished: true,
-        ..Shared::default()
-    });
+    let mut watch = Watch::new();
+    watch.shared.lock().unwrap().finished = true;
     let mut told = Told::new(Some(false), 0);
-    let mut kills = Vec::new();
-    assert!(w.look(&mut told, &shared, abandon_to(&mut kills, true)));
+    assert!(watch.look(&mut told, true));
     assert!(told.asked.is_empty(), "{:?}", told.asked);
-    assert!(kills.is_empty());
+    assert!(watch.kills.is_empty());
 }
 
 #[test]
 fn a_stuck_call_is_abandoned_on_the_second_failing_look_and_its_reason_kept() {
-    let mut w = watcher(20);
-    let shared = Mutex::new(Shared::default());
-    let mut kills = Vec::new();
+    let mut watch = Watch::new();
     // The first look with the server idle and the backend refusing: suspect, nothing killed.
-    assert!(!w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
-    assert!(kills.is_empty());
-    assert!(shared.lock().unwrap().stuck.is_none());
+    assert!(!watch.look_idle_refused(true));
+    assert!(watch.kills.is_empty());
+    assert!(watch.stuck().is_none());
     // The second: the call's group is abandoned and the watch is over.
-    assert!(w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
-    assert_eq!(kills, [(1, "rustc".to_owned())]);
-    let stuck = shared.lock().unwrap().stuck.clone();
+    assert!(watch.look_idle_refused(true));
+    assert_eq!(watch.kills, [(1, "rustc".to_owned())]);
+    let stuck = watch.stuck();
     assert!(
         matches!(stuck, Some(Trip::BackendStuck(ref why)) if why.contains("S3")),
         "{stuck:?}"
@@ -424,40 +442,26 @@ fn a_stuck_call_is_abandoned_on_the_second_failing_look_and_its_reason_kept() {
 
 #[test]
 fn a_kill_that_meets_a_new_compile_starts_the_count_again() {
-    let mut w = watcher(20);
-    let shared = Mutex::new(Shared::default());
-    let mut kills = Vec::new();
-    assert!(!w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, false)
-    ));
+    let mut watch = Watch::new();
+    assert!(!watch.look_idle_refused(false));
     // Stuck on the second look, but the kill found a compile just started: left alone.
-    assert!(!w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, false)
-    ));
-    assert_eq!(kills.len(), 1);
-    assert!(shared.lock().unwrap().stuck.is_none());
-    assert_eq!((w.strikes, w.idle_since), (0, None));
+    assert!(!watch.look_idle_refused(false));
+    assert_eq!(watch.kills.len(), 1);
+    assert!(watch.stuck().is_none());
+    assert_eq!((watch.w.strikes, watch.w.idle_since), (0, None));
     // The count starts again: the next failing look is only suspect.
-    assert!(!w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
-    assert_eq!(kills.len(), 1);
+    assert!(!watch.look_idle_refused(true));
+    assert_eq!(watch.kills.len(), 1);
 }
 
-/// Facts that mark the call finished while the look asks the backend: the call ended on its
+/// Facts that mark the call finished while the look probes the backend: the call ended on its
 /// own between the look and the verdict.
-struct FinishesDuringTheLook<'a> {
+struct FinishesDuringTheLook {
     told: Told,
-    shared: &'a Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
 }
 
-impl Facts for FinishesDuringTheLook<'_> {
+impl Facts for FinishesDuringTheLook {
     fn server(&mut self) -> Option<u32> {
         self.told.server()
     }
@@ -490,58 +494,37 @@ impl Facts for FinishesDuringTheLook<'_> {
 
 #[test]
 fn a_call_that_finished_meanwhile_is_never_abandoned() {
-    let mut w = watcher(20);
-    let shared = Mutex::new(Shared::default());
-    let mut kills = Vec::new();
-    assert!(!w.look(
-        &mut Told::new(Some(false), 0),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
+    let mut watch = Watch::new();
+    assert!(!watch.look_idle_refused(true));
+    // Stuck by its look, but finished before the verdict: the watch ends, nothing is killed.
     let mut facts = FinishesDuringTheLook {
         told: Told::new(Some(false), 0),
-        shared: &shared,
+        shared: Arc::clone(&watch.shared),
     };
-    // Stuck by its look, but finished before the verdict: the watch ends, nothing is killed.
-    assert!(w.look(&mut facts, &shared, abandon_to(&mut kills, true)));
+    assert!(watch.look(&mut facts, true));
     assert!(facts.told.asked.contains(&"probe"));
-    assert!(kills.is_empty());
-    assert!(shared.lock().unwrap().stuck.is_none());
+    assert!(watch.kills.is_empty());
+    assert!(watch.stuck().is_none());
 }
 
 #[test]
 fn the_looks_keep_the_error_baseline_and_whether_every_one_saw_a_compile() {
-    let mut w = watcher(20);
-    let shared = Mutex::new(Shared::default());
-    let mut kills = Vec::new();
-    let watched = |shared: &Mutex<Shared>| shared.lock().unwrap().watched;
-    assert!(!w.look(
-        &mut Told::new(Some(true), 7),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
+    let mut watch = Watch::new();
+    assert!(!watch.look(&mut Told::new(Some(true), 7), true));
     let first = Watched {
         errors_before: 7,
         always_compiling: true,
     };
-    assert_eq!(watched(&shared), Some(first));
+    assert_eq!(watch.watched(), Some(first));
     // Busy again with more errors: the baseline stays the first look's.
-    assert!(!w.look(
-        &mut Told::new(Some(true), 9),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
-    assert_eq!(watched(&shared), Some(first));
-    // One idle look, then a busy one: the call was not always compiling.
+    assert!(!watch.look(&mut Told::new(Some(true), 9), true));
+    assert_eq!(watch.watched(), Some(first));
+    // One idle look with the backend answering, then a busy one: not always compiling.
     let mut idle = Told::new(Some(false), 9);
     idle.probes = vec![vec![backend::Answer::Answers]];
-    assert!(!w.look(&mut idle, &shared, abandon_to(&mut kills, true)));
-    assert!(!w.look(
-        &mut Told::new(Some(true), 9),
-        &shared,
-        abandon_to(&mut kills, true)
-    ));
-    let last = watched(&shared).unwrap();
+    assert!(!watch.look(&mut idle, true));
+    assert!(!watch.look(&mut Told::new(Some(true), 9), true));
+    let last = watch.watched().unwrap();
     assert_eq!((last.errors_before, last.always_compiling), (7, false));
-    assert!(kills.is_empty());
+    assert!(watch.kills.is_empty());
 }
