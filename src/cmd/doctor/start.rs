@@ -35,16 +35,20 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
     let result = server::start(sccache, config.depth, config.start_timeout, None);
     let took = started.elapsed();
     let ms = took.as_millis();
+    // A build started a server a moment before doctor's: that one is the build's, left running
+    // and reported as any running server is.
+    if let Ok(server::Started::AlreadyUp) = result {
+        return running_server(sccache, server::listening().unwrap_or(server::Owner::Us));
+    }
     // Where this environment's server keeps its cache, as sccache itself says (its config file
     // included), asked before it is stopped.
     let cache = match result {
         Ok(_) => cache_location(sccache).map_or(String::new(), |l| format!("; its cache: {l}")),
         Err(_) => String::new(),
     };
-    // A server that a build started a moment before doctor's is the build's: left running.
     let stopped = match result {
-        Ok(server::Started::Fresh) => server::stop(sccache, STOP_TIMEOUT),
-        Ok(server::Started::AlreadyUp) | Err(_) => true,
+        Ok(_) => server::stop(sccache, STOP_TIMEOUT),
+        Err(_) => true,
     };
     let stop_note = if stopped {
         "stopped again, so the build starts its own with the build's environment"
@@ -52,10 +56,6 @@ pub(super) fn server_start(config: &Config, sccache: &Path) -> Finding {
         "it did not stop when asked: it keeps this command's environment"
     };
     match result {
-        // Another call started a server a moment before this one: report that one.
-        Ok(server::Started::AlreadyUp) => {
-            running_server(sccache, server::listening().unwrap_or(server::Owner::Us))
-        }
         Ok(_) if !stopped => warn(
             format!(
                 "server: started in {ms} ms ({}{cache}), but {stop_note}",
